@@ -1,0 +1,29 @@
+"""Layering rules: the engine never imports Qt."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_importing_engine_never_loads_qt():
+    code = (
+        "import sys, importlib, pkgutil, engine\n"
+        "for m in pkgutil.walk_packages(engine.__path__, 'engine.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in {'PySide6', 'PyQt5', 'PyQt6', 'shiboken6'})\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"engine imported Qt modules: {out.stdout}"
+
+
+def test_engine_sources_have_no_qt_import():
+    offenders = []
+    for py in (ROOT / "engine").rglob("*.py"):
+        for line in py.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import PySide6", "from PySide6", "import PyQt", "from PyQt", "import shiboken")):
+                offenders.append(f"{py.relative_to(ROOT)}: {stripped}")
+    assert offenders == []
