@@ -1,0 +1,106 @@
+"""Building blocks of the Dia transformer, written for inference.
+
+Numerics: activations that leave a block (the residual stream, norms, attention) are kept in
+float32 even when the weights are bfloat16/float16; only the matrix products run in the weight
+dtype. On CPU that is both faster (PyTorch's reduced-precision attention kernels are slow for
+single-query shapes) and closer to the float32 reference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with an always-float32 gain; returns float32."""
+
+    def __init__(self, dim: int, eps: float, device=None) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=torch.float32), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+class Linear(nn.Module):
+    """A bias-free projection stored (out, in) so ``F.linear`` streams it row-wise (fast GEMV)."""
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype),
+                                   requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(self.weight.dtype), self.weight)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 projection: per-output-channel symmetric scales, activations in bf16/fp32.
+
+    Uses PyTorch's own packed int8 GEMM (``aten._weight_int8pack_mm``) where available, else a
+    dequantising fallback.
+    """
+
+    def __init__(self, weight_int8: torch.Tensor, scales: torch.Tensor, act_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.in_features = weight_int8.shape[1]
+        self.out_features = weight_int8.shape[0]
+        self.register_buffer("weight_int8", weight_int8.contiguous())
+        self.register_buffer("scales", scales.to(act_dtype).contiguous())
+        self.act_dtype = act_dtype
+
+    @classmethod
+    def from_linear(cls, linear: Linear, act_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
+        w = linear.weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)
+        return cls(q, scales, act_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).to(self.act_dtype)
+        if x2.device.type == "cpu":
+            out = torch.ops.aten._weight_int8pack_mm(x2, self.weight_int8, self.scales)
+        else:
+            out = F.linear(x2, self.weight_int8.to(self.act_dtype)) * self.scales
+        return out.reshape(*shape[:-1], self.out_features)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (len(positions), head_dim) for rotate-half RoPE, computed in float32."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    freqs = positions.float()[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (..., T, head_dim) with tables (T, head_dim) (rotate-half layout)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Scaled-dot-product attention with Dia's scale of 1.0 (the 1/sqrt(d) is folded into the weights).
+
+    ``q`` (R, Hq, T, d), ``k``/``v`` (R, Hkv, L, d) with Hq a multiple of Hkv; ``mask`` is a boolean
+    "may attend" mask broadcastable to (R, Hq, T, L) or None. Grouped heads are handled by folding
+    the query group into the sequence axis, so no key/value copies are made.
+    """
+    r, hq, t, d = q.shape
+    hkv = k.shape[1]
+    if hq == hkv:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+    group = hq // hkv
+    qg = q.reshape(r, hkv, group * t, d)
+    if mask is not None:
+        mask = mask.expand(r, hq, t, mask.shape[-1]).reshape(r, hkv, group * t, mask.shape[-1])
+    out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask, scale=1.0)
+    return out.reshape(r, hq, t, d)
