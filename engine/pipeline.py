@@ -1,0 +1,288 @@
+"""The engine's front door: load Dia + DAC once, then render scripts to audio (optionally streamed).
+
+    engine = DiaEngine.load(EngineOptions(model="~/models/Dia-1.6B-0626"))
+    result = engine.render(RenderRequest("[S1] Hello. [S2] Hi!"), on_progress=print)
+
+Everything long reports progress through a callback and can be cancelled between steps via a
+``should_stop`` callable (e.g. ``threading.Event().is_set``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine import audio
+from engine.device import pick_device, pick_dtype
+from engine.errors import GenerationError, InvalidParameterError, MissingTranscriptError
+from engine.generate import StepProgress, generate_codes
+from engine.model.checkpoint import load_dia
+from engine.model.config import FRAME_RATE, SAMPLE_RATE
+from engine.model.dac_checkpoint import load_dac
+from engine.model.dac_stream import StreamingDacDecoder
+from engine.model.hub import DAC_REPO, DIA_REPO, DownloadProgress, resolve_model
+from engine.model.tokenizer import encode_text
+from engine.params import GenerationParams, resolve_seed
+from engine.sampling import SamplingSettings
+from engine.script import parse_script, text_token_count
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Where the weights are and how to run them."""
+
+    model: str | None = None  # folder, weight file or Hugging Face repo id; None = Dia-1.6B-0626
+    codec: str | None = None  # folder, weights.pth or repo id; None = descript/dac_44khz
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the transformer; DAC runs in float32)
+    quantize: str | None = None  # None | "int8": weight-only int8 decoder projections (CPU speed mode)
+    offline: bool | None = None  # None: follow HF_HUB_OFFLINE
+    cross_attn_rope: bool | None = None  # force the v0.1 graph on/off (default: from config.json)
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Loading stages: ``download`` (with bytes), ``model``, ``codec``, ``ready``."""
+
+    stage: str
+    message: str
+    download: DownloadProgress | None = None
+
+
+@dataclass(frozen=True)
+class VoicePrompt:
+    """Audio to continue from (any rate, mono or (n, channels)) and its tagged transcript."""
+
+    samples: np.ndarray
+    sample_rate: int
+    transcript: str
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    script: str
+    params: GenerationParams = field(default_factory=GenerationParams)
+    voice: VoicePrompt | None = None
+
+
+@dataclass(frozen=True)
+class RenderProgress:
+    """``stage`` is ``prompt`` (encoding the voice), ``generate`` or ``finish`` (decode, tempo)."""
+
+    stage: str
+    step: int = 0
+    max_steps: int = 0
+    frames: int = 0
+    frames_per_second: float = 0.0
+    elapsed: float = 0.0
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.frames / FRAME_RATE
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Upper bound on the time left (the render may stop earlier at EOS)."""
+        if self.frames_per_second <= 0:
+            return None
+        return (self.max_steps - self.step) / self.frames_per_second
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of streamed audio: ``samples`` start at ``start`` samples into the render."""
+
+    samples: np.ndarray
+    start: int
+    sample_rate: int = SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    audio: np.ndarray  # float32 mono at ``sample_rate``
+    sample_rate: int
+    seed: int
+    params: GenerationParams
+    model_text: str
+    codes: np.ndarray  # (frames, 9) generated codes, prompt excluded
+    stop_reason: str  # "eos" | "max_new_tokens"
+    warnings: tuple[str, ...]
+    timings: dict[str, float]
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+class DiaEngine:
+    """A loaded Dia model plus DAC codec. Not thread-safe: one worker thread should own it."""
+
+    def __init__(self, model, codec, options: EngineOptions, load_seconds: float = 0.0) -> None:
+        self.model = model
+        self.codec = codec
+        self.options = options
+        self.load_seconds = load_seconds
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, options: EngineOptions = EngineOptions(), *,
+             on_progress: Callable[[LoadProgress], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> "DiaEngine":
+        """Find (or download) and load the model and codec; raises typed errors on every failure."""
+        t0 = time.perf_counter()
+        report = on_progress or (lambda _p: None)
+
+        def downloading(p: DownloadProgress) -> None:
+            report(LoadProgress("download", f"Downloading {p.filename}", p))
+
+        device = pick_device(options.device)
+        dtype = pick_dtype(options.dtype, device)
+        if options.quantize not in (None, "", "int8"):
+            raise InvalidParameterError(f"quantize must be 'int8' or empty (got {options.quantize!r})")
+        model_path = resolve_model(options.model, default_repo=DIA_REPO, offline=options.offline,
+                                   progress=downloading, should_stop=should_stop)
+        codec_path = resolve_model(options.codec, default_repo=DAC_REPO, offline=options.offline,
+                                   progress=downloading, should_stop=should_stop)
+        report(LoadProgress("model", f"Loading Dia from {model_path} ({str(dtype).replace('torch.', '')}, {device})"))
+        model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope)
+        if options.quantize == "int8":
+            model.quantize_int8(torch.bfloat16 if dtype != torch.float32 else torch.float32)
+        report(LoadProgress("codec", f"Loading the DAC codec from {codec_path}"))
+        codec = load_dac(codec_path, device=device, dtype=torch.float32)
+        report(LoadProgress("ready", "Model ready"))
+        return cls(model, codec, options, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ rendering
+    def prepare_text(self, request: RenderRequest) -> tuple[str, tuple[str, ...]]:
+        """The exact text the model sees (voice transcript first) and the script's warnings."""
+        voice = request.voice
+        prefix = ""
+        if voice is not None:
+            if not voice.transcript or not voice.transcript.strip():
+                raise MissingTranscriptError(
+                    "the voice prompt has no transcript: Dia needs the words spoken in the sample to clone it")
+            prefix = voice.transcript.strip() + "\n"
+        script = parse_script(request.script, prefix_tokens=text_token_count(prefix))
+        warnings = tuple(w.message for w in script.warnings)
+        return prefix + script.model_text, warnings
+
+    def encode_prompt(self, voice: VoicePrompt) -> torch.Tensor:
+        """DAC codes (frames, 9) of a voice prompt, resampled to 44.1 kHz mono first."""
+        mono = audio.resample(audio.to_mono(voice.samples), voice.sample_rate, SAMPLE_RATE)
+        if mono.size == 0 or not np.any(mono):
+            raise GenerationError("the voice prompt is empty or silent")
+        return torch.from_numpy(self.codec.encode_numpy(mono))
+
+    def render(self, request: RenderRequest, *, on_progress: Callable[[RenderProgress], None] | None = None,
+               on_audio: Callable[[AudioChunk], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> RenderResult:
+        """Render a script. ``on_audio`` receives audio chunks while frames are still being generated."""
+        report = on_progress or (lambda _p: None)
+        params = request.params
+        params.validate()
+        text, warnings = self.prepare_text(request)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        prompt = None
+        if request.voice is not None:
+            report(RenderProgress("prompt"))
+            prompt = self.encode_prompt(request.voice)
+            timings["prompt"] = time.perf_counter() - t0
+        seed = resolve_seed(params.seed)
+        settings = SamplingSettings(cfg_scale=params.cfg_scale, temperature=params.temperature, top_p=params.top_p,
+                                    top_k=params.cfg_filter_top_k, max_new_tokens=params.max_new_tokens, seed=seed)
+        stream = _AudioStream(self.codec, on_audio, params.speed_factor) if on_audio is not None else None
+
+        def progress(p: StepProgress) -> None:
+            report(RenderProgress("generate", p.step, p.max_steps, p.frames, p.frames_per_second, p.elapsed))
+
+        with torch.inference_mode():
+            result = generate_codes(self.model, encode_text(text), settings, prompt, on_progress=progress,
+                                    on_frames=stream.push if stream else None, should_stop=should_stop)
+        timings.update(prefill=result.prefill_seconds, generate=result.decode_seconds)
+        if result.codes.shape[0] == 0:
+            raise GenerationError("the model ended the audio immediately and produced no sound; try another seed")
+        report(RenderProgress("finish", result.steps, result.steps, result.codes.shape[0]))
+        t1 = time.perf_counter()
+        if stream is not None:
+            wave = stream.finish()
+        else:
+            with torch.inference_mode():
+                wave = self.codec.decode_numpy(result.codes.numpy())
+            if params.speed_factor != 1.0:
+                wave = audio.time_stretch(wave, SAMPLE_RATE, params.speed_factor)
+        timings["decode"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
+        return RenderResult(np.ascontiguousarray(wave, dtype=np.float32), SAMPLE_RATE, seed, params, text,
+                            result.codes.numpy(), result.stop_reason, warnings, timings)
+
+    def stream(self, request: RenderRequest, *, on_progress: Callable[[RenderProgress], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> Iterator[AudioChunk]:
+        """Iterate over audio chunks while the render runs on a helper thread; errors re-raise here."""
+        chunks: queue.Queue = queue.Queue()
+        done = object()
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                self.render(request, on_progress=on_progress, on_audio=chunks.put,
+                            should_stop=lambda: stop.is_set() or bool(should_stop and should_stop()))
+                chunks.put(done)
+            except BaseException as exc:  # handed to the consumer
+                chunks.put(exc)
+
+        worker = threading.Thread(target=run, name="dia-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = chunks.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
+
+
+class _AudioStream:
+    """Frames in, audio chunks out: chunked DAC decoding that matches a one-shot decode.
+
+    With a speed factor other than 1, the tempo change needs the whole utterance to sound right,
+    so the audio is delivered once, stretched, at the end.
+    """
+
+    def __init__(self, codec, sink: Callable[[AudioChunk], None], speed_factor: float) -> None:
+        self.decoder = StreamingDacDecoder(codec)
+        self.sink = sink
+        self.speed = speed_factor
+        self.parts: list[np.ndarray] = []
+        self.position = 0
+
+    def push(self, frames: torch.Tensor) -> None:
+        with torch.inference_mode():
+            self._emit(self.decoder.push(frames))
+
+    def finish(self) -> np.ndarray:
+        with torch.inference_mode():
+            self._emit(self.decoder.flush())
+        wave = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.float32)
+        if self.speed != 1.0:
+            wave = audio.time_stretch(wave, SAMPLE_RATE, self.speed)
+            self.sink(AudioChunk(wave, 0))
+        return wave
+
+    def _emit(self, samples: np.ndarray) -> None:
+        if samples.size == 0:
+            return
+        self.parts.append(samples)
+        if self.speed == 1.0:
+            self.sink(AudioChunk(samples, self.position))
+        self.position += samples.size
