@@ -275,10 +275,10 @@ def time_stretch(samples: np.ndarray, sr: int, factor: float) -> np.ndarray:
     the input object untouched. The output has ``round(n / factor)`` frames.
 
     Library choice: python-stretch (a binding of Signalsmith Stretch). It is MIT-licensed (we
-    distribute a desktop app, so pedalboard's GPLv3 Rubber Band is out), ships abi3 wheels for
-    Linux, Windows and macOS, keeps pitch and timbre on espeak-ng speech as well as Rubber Band did
-    in our checks, is the fastest of the three, is deterministic with a fixed seed, and returns
-    exactly the expected length. audiotsm (MIT, pure Python WSOLA) has not had a release since 2018
+    distribute a desktop app, so pedalboard's GPLv3 Rubber Band is out), ships wheels for Linux
+    x86-64, Windows and macOS, keeps pitch and timbre on espeak-ng speech as well as Rubber Band
+    did in our checks, is the fastest of the three, is deterministic with a fixed seed, and returns
+    exactly the expected length. audiotsm (MIT, pure Python WSOLA) has had no release since 2018
     and drifts ~1 % in length. Numbers: README, "Dependencies".
     """
     factor = float(factor)

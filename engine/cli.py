@@ -74,31 +74,34 @@ def _read_script(arg: str) -> str:
 
 
 def _voice_from_args(args):
-    from engine.pipeline import VoicePrompt
+    """The voice prompt from --s1-voice/--s2-voice files or --s1/--s2 library voices (or None)."""
+    from engine.audio import decode_audio
     from engine.voice_prompt import PromptPart, combine_parts
 
-    parts = []
-    for tag in ("s1", "s2"):
-        file, transcript, library = (getattr(args, f"{tag}_voice"), getattr(args, f"{tag}_transcript"),
-                                     getattr(args, tag))
+    files, library_refs = {}, {}
+    for tag in ("S1", "S2"):
+        file, library = getattr(args, f"{tag.lower()}_voice"), getattr(args, tag.lower())
         if file and library:
-            raise DiaStudioError(f"use either --{tag}-voice or --{tag}, not both", code="invalid_voice_sample")
+            raise DiaStudioError(f"use either --{tag.lower()}-voice or --{tag.lower()}, not both",
+                                 code="invalid_voice_sample")
         if file:
-            from engine.audio import decode_audio
-
-            decoded = decode_audio(Path(file))
-            parts.append(PromptPart(tag.upper(), decoded.samples, decoded.sample_rate, transcript or ""))
+            files[tag] = file
         elif library:
-            from engine.voices import VoiceLibrary
+            library_refs[tag] = library
+    parts = []
+    for tag, file in files.items():
+        decoded = decode_audio(Path(file))
+        parts.append(PromptPart(tag, decoded.samples, decoded.sample_rate,
+                                getattr(args, f"{tag.lower()}_transcript") or "", f"--{tag.lower()}-voice {file}"))
+    if library_refs:
+        from engine.voices import VoiceLibrary, load_audio
 
-            library_ = VoiceLibrary()
-            sample = library_.resolve(library)
-            parts.append(PromptPart(tag.upper(), library_.load_audio(sample), 44100, sample.transcript or "",
-                                    sample.speaker_name))
-    if not parts:
-        return None
-    combined = combine_parts(parts)
-    return VoicePrompt(combined.samples, combined.sample_rate, combined.transcript)
+        with VoiceLibrary() as library:
+            for tag, ref in library_refs.items():
+                sample = library.resolve(ref)
+                parts.append(PromptPart(tag, load_audio(sample), 44100, sample.transcript,
+                                        f"Voice '{sample.speaker_name}' (id {sample.id})"))
+    return combine_parts(parts) if parts else None
 
 
 class _Bar:

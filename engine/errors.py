@@ -89,3 +89,15 @@ class GenerationError(DiaStudioError):
     """The model failed while rendering (the local counterpart of ``upstream_error``)."""
 
     code = "upstream_error"
+
+
+class StorageError(DiaStudioError):
+    """A local database can't be used: corrupt, unreadable, or written by a newer Dia Studio."""
+
+    code = "storage_error"
+
+
+class MissingDependencyError(DiaStudioError):
+    """An optional feature's package is not installed (e.g. ``pip install dia-studio[stt]``)."""
+
+    code = "missing_dependency"

@@ -31,6 +31,7 @@ from engine.model.tokenizer import encode_text
 from engine.params import GenerationParams, resolve_seed
 from engine.sampling import SamplingSettings
 from engine.script import parse_script, text_token_count
+from engine.voice_prompt import VoicePrompt
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,6 @@ class LoadProgress:
     stage: str
     message: str
     download: DownloadProgress | None = None
-
-
-@dataclass(frozen=True)
-class VoicePrompt:
-    """Audio to continue from (any rate, mono or (n, channels)) and its tagged transcript."""
-
-    samples: np.ndarray
-    sample_rate: int
-    transcript: str
 
 
 @dataclass(frozen=True)
@@ -152,7 +144,7 @@ class DiaEngine:
         report(LoadProgress("model", f"Loading Dia from {model_path} ({str(dtype).replace('torch.', '')}, {device})"))
         model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope)
         if options.quantize == "int8":
-            model.quantize_int8(torch.bfloat16 if dtype != torch.float32 else torch.float32)
+            model.quantize_int8()
         report(LoadProgress("codec", f"Loading the DAC codec from {codec_path}"))
         codec = load_dac(codec_path, device=device, dtype=torch.float32)
         report(LoadProgress("ready", "Model ready"))
@@ -162,15 +154,16 @@ class DiaEngine:
     def prepare_text(self, request: RenderRequest) -> tuple[str, tuple[str, ...]]:
         """The exact text the model sees (voice transcript first) and the script's warnings."""
         voice = request.voice
-        prefix = ""
+        prefix_tokens = 0
         if voice is not None:
             if not voice.transcript or not voice.transcript.strip():
                 raise MissingTranscriptError(
                     "the voice prompt has no transcript: Dia needs the words spoken in the sample to clone it")
-            prefix = voice.transcript.strip() + "\n"
-        script = parse_script(request.script, prefix_tokens=text_token_count(prefix))
+            prefix_tokens = text_token_count(voice.transcript.strip() + "\n")
+        script = parse_script(request.script, prefix_tokens=prefix_tokens)
         warnings = tuple(w.message for w in script.warnings)
-        return prefix + script.model_text, warnings
+        text = voice.text_for(script.model_text) if voice is not None else script.model_text
+        return text, warnings
 
     def encode_prompt(self, voice: VoicePrompt) -> torch.Tensor:
         """DAC codes (frames, 9) of a voice prompt, resampled to 44.1 kHz mono first."""

@@ -1,4 +1,14 @@
-"""Assembling a voice prompt from one or two speakers' clips: audio joined S1 → S2, tagged transcript."""
+"""Voice prompts: one or two speakers' clips joined into the audio Dia continues, plus the text.
+
+The S1 clip comes first, then a short silence, then the S2 clip; the transcript is
+``[S1] <S1's words>`` and ``[S2] <S2's words>`` on separate lines and precedes the script.
+
+Only S2 cloned: Dia binds a voice to the tag it speaks under in the prompt, and its text must
+open with [S1] and then alternate. A prompt tagged [S2] would open the text with [S2]; one tagged
+[S1] would give the cloned voice to the user's S1. So the clip is tagged ``[S1]`` and the script's
+tags are swapped (``swap_speakers``): the model's S1 (the clip's voice) speaks the user's S2
+lines, its S2 (a fresh voice) the user's S1 lines, and the audio is the same dialogue.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +18,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import audio
-from engine.errors import MissingTranscriptError
+from engine.errors import InvalidParameterError, MissingTranscriptError
 
-GAP_SECONDS = 0.3
-_TAG = re.compile(r"\[S[12]\]")
+GAP_SECONDS = 0.4
+_TAG = re.compile(r"\[S([12])\]")
+
+
+@dataclass(frozen=True)
+class VoicePrompt:
+    """Audio for Dia to continue (any rate, mono or (n, channels)) and its tagged transcript."""
+
+    samples: np.ndarray
+    sample_rate: int
+    transcript: str
+    swap_speakers: bool = False
+
+    @property
+    def duration(self) -> float:
+        return audio.duration_of(self.samples, self.sample_rate)
+
+    def text_for(self, script: str) -> str:
+        """The full text for Dia: the prompt's transcript, a newline, then the (tag-swapped) script."""
+        body = script.strip()
+        if self.swap_speakers:
+            body = swap_speaker_tags(body if _TAG.search(body) else "[S1] " + body)
+        return f"{self.transcript.strip()}\n{body}" if self.transcript.strip() else body
 
 
 @dataclass(frozen=True)
@@ -22,35 +53,32 @@ class PromptPart:
     samples: np.ndarray
     sample_rate: int
     transcript: str
-    name: str = ""
+    label: str = ""
 
 
-@dataclass(frozen=True)
-class AssembledPrompt:
-    samples: np.ndarray  # float32 mono at 44.1 kHz
-    sample_rate: int
-    transcript: str  # tagged: "[S1] … [S2] …"
-    speakers: tuple[str, ...]
+def swap_speaker_tags(text: str) -> str:
+    """Exchange every [S1] and [S2]."""
+    return _TAG.sub(lambda m: "[S2]" if m.group(1) == "1" else "[S1]", text)
 
 
-def tag_transcript(speaker: str, transcript: str) -> str:
-    """The transcript with its speaker tag in front, unless it carries [S1]/[S2] tags already."""
-    text = " ".join(transcript.split())
-    return text if _TAG.search(text) else f"[{speaker}] {text}"
-
-
-def combine_parts(parts: list[PromptPart], gap_seconds: float = GAP_SECONDS) -> AssembledPrompt:
-    """S1's clip, a short silence, then S2's clip, at 44.1 kHz mono, with the joined tagged transcript."""
+def combine_parts(parts: list[PromptPart], gap_seconds: float = GAP_SECONDS) -> VoicePrompt:
+    """Join the clips (S1 first) at 44.1 kHz mono and build the tagged transcript."""
+    speakers = [p.speaker for p in parts]
+    if not parts or len(set(speakers)) != len(speakers) or not set(speakers) <= {"S1", "S2"}:
+        raise InvalidParameterError(f"a voice prompt takes one clip for S1 and/or S2, got {speakers}")
     ordered = sorted(parts, key=lambda p: p.speaker)
+    swap = speakers == ["S2"]
     rate = audio.TARGET_SAMPLE_RATE
-    pieces, texts = [], []
-    for i, part in enumerate(ordered):
-        if not part.transcript or not part.transcript.strip():
-            label = part.name or f"the {part.speaker} voice"
-            raise MissingTranscriptError(f"{label} has no transcript: Dia needs the words spoken in a sample to clone it")
-        if i:
-            pieces.append(np.zeros(int(gap_seconds * rate), dtype=np.float32))
+    pieces, lines = [], []
+    for part in ordered:
+        words = " ".join((part.transcript or "").split())
+        if not words:
+            label = part.label or f"the {part.speaker} voice"
+            raise MissingTranscriptError(
+                f"{label} has no transcript; cloning needs the exact words spoken in the clip.")
+        if pieces:
+            pieces.append(np.zeros(int(round(gap_seconds * rate)), dtype=np.float32))
         pieces.append(audio.resample(audio.to_mono(part.samples), part.sample_rate, rate).astype(np.float32))
-        texts.append(tag_transcript(part.speaker, part.transcript))
-    samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-    return AssembledPrompt(samples, rate, " ".join(texts), tuple(p.speaker for p in ordered))
+        words = _TAG.sub("", words).strip()  # the tag comes from the part, never from the words
+        lines.append(f"[{'S1' if swap else part.speaker}] {words}")
+    return VoicePrompt(np.concatenate(pieces), rate, "\n".join(lines), swap)

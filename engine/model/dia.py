@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model.config import DiaConfig
-from engine.model.layers import Int8Linear, Linear, RMSNorm, apply_rope, attention, rope_tables
+from engine.model.layers import Linear, RMSNorm, apply_rope, attention, rope_tables
 
 
 class EncoderLayer(nn.Module):
@@ -194,9 +194,28 @@ class DiaModel(nn.Module):
         return x + _gated_mlp(layer.gate_up, layer.down, layer.pre_mlp_norm(x))
 
     # ------------------------------------------------------------------ speed modes
-    def quantize_int8(self, act_dtype: torch.dtype = torch.bfloat16) -> None:
-        """Replace every decoder projection (the per-step weight stream) by a weight-only int8 one."""
+    def projections(self) -> list[tuple[nn.Module, str]]:
+        """(owner, attribute) of every projection streamed per decoder step."""
+        found: list[tuple[nn.Module, str]] = [(self, "head")]
         for layer in self.decoder_layers:
-            for name in ("qkv", "o", "cross_q", "cross_o", "gate_up", "down"):
-                setattr(layer, name, Int8Linear.from_linear(getattr(layer, name), act_dtype))
-        self.head = Int8Linear.from_linear(self.head, act_dtype)
+            found += [(layer, name) for name in ("qkv", "o", "cross_q", "cross_o", "gate_up", "down")]
+        return found
+
+    def use_kernel(self, kind: str) -> None:
+        """Swap the per-step projections to another CPU kernel (see ``engine.model.kernels``)."""
+        from engine.model.kernels import convert_linear
+
+        for owner, name in self.projections():
+            setattr(owner, name, convert_linear(getattr(owner, name), kind))
+
+    def quantize_int8(self) -> str:
+        """int8 decoder projections (the per-step weight stream halves vs bf16); returns the kernel used.
+
+        FBGEMM/QNNPACK's int8 GEMV is the fastest on CPUs; builds without it (or other devices)
+        get the weight-only int8 kernel.
+        """
+        from engine.model.kernels import kernel_available
+
+        kind = "int8" if self.device.type == "cpu" and kernel_available("int8") else "int8-wo"
+        self.use_kernel(kind)
+        return kind

@@ -8,6 +8,8 @@ single-query shapes) and closer to the float32 reference.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,12 +42,37 @@ class Linear(nn.Module):
         return F.linear(x.to(self.weight.dtype), self.weight)
 
 
-class Int8Linear(nn.Module):
-    """Weight-only int8 projection: per-output-channel symmetric scales, activations in bf16/fp32.
+class PackedLinear(nn.Module):
+    """A projection whose weight lives in a CPU kernel's packed format (FBGEMM/QNNPACK):
+    per-output-channel int8 weights, activations quantised on the fly for each call."""
 
-    Uses PyTorch's own packed int8 GEMM (``aten._weight_int8pack_mm``) where available, else a
-    dequantising fallback.
-    """
+    def __init__(self, packed, in_features: int, out_features: int, kind: str) -> None:
+        super().__init__()
+        self.packed = packed
+        self.in_features, self.out_features, self.kind = in_features, out_features, kind
+
+    @classmethod
+    def from_linear(cls, linear: "Linear", kind: str) -> "PackedLinear":
+        w = linear.weight.detach().float()
+        if kind != "int8":
+            raise ValueError(f"unknown packed kind {kind!r}")
+        scales = (w.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
+        zero = torch.zeros(w.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():  # quantized tensors are deprecated; kernels.py falls back when gone
+            warnings.simplefilter("ignore", UserWarning)
+            packed = torch.ops.quantized.linear_prepack(torch.quantize_per_channel(w, scales, zero, 0, torch.qint8), None)
+        return cls(packed, linear.in_features, linear.out_features, kind)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).float()
+        out = torch.ops.quantized.linear_dynamic(x2, self.packed, True)
+        return out.reshape(*shape[:-1], self.out_features)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 projection (per-channel scales, activations kept in bf16/fp32) through
+    PyTorch's own packed int8 GEMM (``aten._weight_int8pack_mm``); a portable fallback mode."""
 
     def __init__(self, weight_int8: torch.Tensor, scales: torch.Tensor, act_dtype: torch.dtype) -> None:
         super().__init__()
@@ -56,7 +83,7 @@ class Int8Linear(nn.Module):
         self.act_dtype = act_dtype
 
     @classmethod
-    def from_linear(cls, linear: Linear, act_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
+    def from_linear(cls, linear: "Linear", act_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
         w = linear.weight.detach().float()
         scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)

@@ -12,6 +12,8 @@ code and audio shapes are those of the 44.1 kHz model; only the channel widths s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -102,3 +104,18 @@ def chirp_audio(seconds: float = 0.25, sample_rate: int = 44100, seed: int = 0) 
     chirp = 0.4 * torch.sin(2 * math.pi * (220 * t + 800 * t * t))
     noise = 0.02 * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return (chirp + noise).float().view(1, 1, -1)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, then restore.
+
+    On this shared 2-core machine two OpenMP threads that keep waiting for each other made the
+    tiny-codec tests ~6x slower (52 s vs 8.5 s) whenever other jobs were busy.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,127 @@
+"""Optional automatic transcription of voice samples (faster-whisper, extra ``dia-studio[stt]``).
+
+``Transcriber`` is the small interface the library, CLI and app use; ``WhisperTranscriber`` is
+the faster-whisper implementation. A model is named like faster-whisper's sizes (``tiny.en``,
+``base.en``, ``small`` …), a Hugging Face repo id, or a local folder holding a CTranslate2
+Whisper model. Named models come from the Hugging Face cache; with ``allow_download`` they are
+downloaded (with a tqdm progress bar the caller can replace) when missing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine import audio
+from engine.errors import MissingDependencyError, ModelNotFoundError
+
+WHISPER_RATE = 16000
+DEFAULT_MODEL = "base.en"
+_MODEL_FILES = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*"]
+
+
+class Transcriber(Protocol):
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
+        """The words spoken in ``samples`` (mono or ``(n, channels)`` float32)."""
+
+
+def is_available() -> bool:
+    """faster-whisper is installed (the model may still need downloading)."""
+    try:
+        import faster_whisper  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require_faster_whisper():
+    try:
+        import faster_whisper
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "Automatic transcription needs faster-whisper: pip install 'dia-studio[stt]'.") from exc
+    return faster_whisper
+
+
+def _repo_id(name: str) -> str:
+    if "/" in name:
+        return name
+    from faster_whisper.utils import _MODELS  # size name -> Systran/faster-whisper-* repo
+
+    if name not in _MODELS:
+        raise ModelNotFoundError(
+            f"Unknown Whisper model '{name}'; use one of {', '.join(_MODELS)}, a Hugging Face repo id "
+            "or a folder with a CTranslate2 Whisper model.")
+    return _MODELS[name]
+
+
+def locate_model(name: str, *, allow_download: bool = False, tqdm_class: Any = None) -> Path:
+    """The folder of a Whisper model: a local folder, the Hugging Face cache, or a download."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise ModelNotFoundError(f"{path} holds no CTranslate2 Whisper model (model.bin is missing).")
+        return path
+    _require_faster_whisper()
+    repo_id = _repo_id(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_MODEL_FILES, local_files_only=True))
+    except Exception as cached_exc:  # noqa: BLE001 - not in the cache (or a partial download)
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        if not allow_download or offline:
+            raise ModelNotFoundError(
+                f"The Whisper model '{name}' is not downloaded yet ({repo_id}); "
+                + ("downloads are off (HF_HUB_OFFLINE)." if offline else "allow the download first.")
+            ) from cached_exc
+    try:
+        kwargs = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+        return Path(snapshot_download(repo_id, allow_patterns=_MODEL_FILES, **kwargs))
+    except Exception as exc:  # noqa: BLE001
+        from engine.errors import DownloadError
+
+        raise DownloadError(f"Downloading the Whisper model '{name}' failed: {exc}") from exc
+
+
+@dataclass
+class WhisperTranscriber:
+    """faster-whisper on the CPU (int8) or CUDA; the model loads on first use and stays loaded."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    compute_type: str = "int8"
+    language: str | None = "en"
+    """Dia is English-only, so transcripts are English unless told otherwise."""
+    beam_size: int = 5
+    allow_download: bool = False
+    tqdm_class: Any = None
+    cpu_threads: int = 0
+    _model: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            faster_whisper = _require_faster_whisper()
+            folder = locate_model(self.model, allow_download=self.allow_download, tqdm_class=self.tqdm_class)
+            try:
+                self._model = faster_whisper.WhisperModel(
+                    str(folder), device=self.device, compute_type=self.compute_type,
+                    cpu_threads=self.cpu_threads or min(4, os.cpu_count() or 1))
+            except Exception as exc:  # noqa: BLE001 - CTranslate2 reports corrupt files variously
+                raise ModelNotFoundError(f"Can't load the Whisper model from {folder}: {exc}") from exc
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
+        self.load()
+        mono = audio.resample(audio.to_mono(samples), sample_rate, WHISPER_RATE)
+        segments, _info = self._model.transcribe(
+            np.ascontiguousarray(mono, dtype=np.float32), language=self.language,
+            beam_size=self.beam_size, condition_on_previous_text=False, vad_filter=False)
+        return " ".join(seg.text.strip() for seg in segments).strip()
