@@ -1,23 +1,64 @@
 """Dia Studio engine: the Qt-free core (model, codec, generation, script rules, audio, voices).
 
-The app and the CLI use only what this module re-exports.
+The app and the CLI use only the names listed here. They load lazily (``import engine`` is
+cheap; torch is imported when a model-related name is first used).
+
+Rendering::
+
+    from engine import DiaEngine, EngineOptions, RenderRequest, GenerationParams
+    eng = DiaEngine.load(EngineOptions(model="~/models/Dia-1.6B-0626"), on_progress=print)
+    result = eng.render(RenderRequest("[S1] Hi. [S2] Hello!", GenerationParams(seed=42)),
+                        on_progress=print, on_audio=play_chunk, should_stop=cancel_event.is_set)
+
+Script checking (editor): ``check_script``, ``parse_script``, ``estimate_budget``.
+Voice library: ``VoiceLibrary``, ``assemble_prompt``; microphone: ``Recorder``, ``input_status``.
 """
 
-from engine.errors import (  # noqa: F401
-    AudioDecodeFailedError,
-    CancelledError,
-    CheckpointError,
-    DeviceUnavailableError,
-    DiaStudioError,
-    DownloadError,
-    GenerationError,
-    InvalidParameterError,
-    InvalidScriptError,
-    InvalidVoiceSampleError,
-    MissingInputError,
-    MissingTranscriptError,
-    ModelNotFoundError,
-    RequestTooLargeError,
-)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # errors
+    "engine.errors": ["DiaStudioError", "MissingInputError", "InvalidScriptError", "RequestTooLargeError",
+                      "InvalidParameterError", "InvalidVoiceSampleError", "MissingTranscriptError",
+                      "AudioDecodeFailedError", "ModelNotFoundError", "CheckpointError", "DownloadError",
+                      "DeviceUnavailableError", "CancelledError", "GenerationError", "StorageError",
+                      "MissingDependencyError"],
+    # parameters and scripts
+    "engine.params": ["GenerationParams", "PARAM_SPECS", "ParamSpec", "PRESETS", "PRESET_NOTES", "resolve_seed",
+                      "SEED_RANDOM"],
+    "engine.script": ["check_script", "parse_script", "estimate_budget", "text_token_count", "Script",
+                      "ScriptIssue", "Turn", "Cue", "Budget", "KNOWN_CUES", "SPEAKER_TAGS", "MAX_TEXT_TOKENS"],
+    # rendering
+    "engine.pipeline": ["DiaEngine", "EngineOptions", "LoadProgress", "RenderRequest", "RenderProgress",
+                        "RenderResult", "AudioChunk"],
+    "engine.voice_prompt": ["VoicePrompt", "PromptPart", "combine_parts"],
+    "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot"],
+    "engine.device": ["pick_device", "pick_dtype", "report", "DEVICES", "DTYPES"],
+    # audio and voices
+    "engine.audio": ["decode_audio", "write_audio", "export_formats", "peak_envelope", "time_stretch",
+                     "read_metadata", "TARGET_SAMPLE_RATE"],
+    "engine.voices": ["VoiceLibrary", "VoiceSample", "VoicePromptAudio", "assemble_prompt", "load_audio"],
+    "engine.recorder": ["Recorder", "Recording", "Level", "InputDevice", "InputStatus", "input_status",
+                        "input_devices", "record"],
+    "engine.stt": ["WhisperTranscriber", "is_available"],
+    "engine.paths": ["data_dir", "voices_dir"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

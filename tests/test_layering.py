@@ -27,3 +27,10 @@ def test_engine_sources_have_no_qt_import():
             if stripped.startswith(("import PySide6", "from PySide6", "import PyQt", "from PyQt", "import shiboken")):
                 offenders.append(f"{py.relative_to(ROOT)}: {stripped}")
     assert offenders == []
+
+
+def test_every_public_name_resolves():
+    import engine
+
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None, name
