@@ -1,0 +1,284 @@
+"""Dia Studio engine vs transformers, side by side in one run, on random full-size weights.
+
+    .venv/bin/python bench/bench_engine.py [--steps 200] [--process-steps 300] [--skip-process]
+
+Every configuration runs in its own process (clean peak RSS); each reports the foreign CPU load
+seen during its run (other jobs on the machine skew timings: compare rows of the same run).
+Numbers printed: median ms per decoder step, frames/s, real-time factor, time to the first
+streamed audio chunk, peak RSS, model load time; then whole `dia-studio render` vs a whole
+transformers render process; then int8's agreement with bf16 (logits and codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCRIPT = ("[S1] Dia is an open weights text to dialogue model. [S2] You get full control over scripts and voices. "
+          "[S1] Wow. Amazing. (laughs) [S2] Try it now on Git hub or Hugging Face.")
+FRAME_RATE = 44100 / 512
+
+
+# ------------------------------------------------------------------------------ measurement helpers
+def _cpu_busy_jiffies() -> int:
+    fields = open("/proc/stat").readline().split()[1:]
+    values = list(map(int, fields))
+    return sum(values) - values[3] - values[4]  # minus idle and iowait
+
+
+class LoadMonitor:
+    """Foreign CPU load (cores used by other processes) over a timed region."""
+
+    def __enter__(self):
+        self.t, self.busy = time.perf_counter(), _cpu_busy_jiffies()
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        self.own = r.ru_utime + r.ru_stime
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t
+        busy = (_cpu_busy_jiffies() - self.busy) / os.sysconf("SC_CLK_TCK")
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        own = r.ru_utime + r.ru_stime - self.own
+        self.foreign = max(busy - own, 0.0) / wall if wall > 0 else 0.0
+        self.own_cores = own / wall if wall > 0 else 0.0
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+# ------------------------------------------------------------------------------ workers
+def worker_ours(args) -> dict:
+    import bench.no_eos  # noqa: F401  (fixed-length renders on random weights)
+    from engine import CancelledError, DiaEngine, EngineOptions, GenerationParams, RenderRequest
+
+    t0 = time.perf_counter()
+    engine = DiaEngine.load(EngineOptions(model=args.dia, codec=args.dac, dtype=args.dtype, device="cpu",
+                                          quantize=args.quantize or None))
+    load = time.perf_counter() - t0
+    params = GenerationParams(max_new_tokens=args.steps + 1, seed=7)
+    stamps, first_chunk = [], []
+    # warm-up: 20 steps of a render, then cancelled (kernels and allocator warm, as for transformers)
+    calls = {"n": 0}
+
+    def stop_after_20() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    try:
+        engine.render(RenderRequest(SCRIPT, GenerationParams(max_new_tokens=256, seed=1)), should_stop=stop_after_20)
+    except CancelledError:
+        pass
+    start = time.perf_counter()
+    with LoadMonitor() as mon:
+        result = engine.render(
+            RenderRequest(SCRIPT, params),
+            on_progress=lambda p: stamps.append(time.perf_counter()) if p.stage == "generate" else None,
+            on_audio=lambda c: first_chunk.append(time.perf_counter()) if not first_chunk else None)
+    wall = time.perf_counter() - start
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    frames = result.codes.shape[0]
+    return {
+        "name": f"ours {args.dtype}{' ' + args.quantize if args.quantize else ''}",
+        "load_s": load, "prefill_s": result.timings["prefill"], "ms_per_step": 1000 * statistics.median(steps),
+        "steps": len(stamps), "frames": frames, "frames_per_s": len(stamps) / result.timings["generate"],
+        "wall_s": wall, "rtf": frames / FRAME_RATE / wall, "first_audio_s": first_chunk[0] - start if first_chunk else None,
+        "decode_tail_s": result.timings["decode"], "peak_rss_gb": peak_rss_gb(), "foreign_cores": mon.foreign,
+        "own_cores": mon.own_cores,
+    }
+
+
+def worker_hf(args) -> dict:
+    import torch
+    from transformers import DacModel, DiaForConditionalGeneration
+
+    torch.set_grad_enabled(False)
+    t0 = time.perf_counter()
+    dtype = getattr(torch, args.dtype)
+    model = DiaForConditionalGeneration.from_pretrained(args.dia, dtype=dtype).eval()
+    dac = DacModel.from_pretrained(args.dac).eval()
+    load = time.perf_counter() - t0
+    ids = torch.tensor([list(SCRIPT.replace("[S1]", "\x01").replace("[S2]", "\x02").encode())])
+    bos = torch.full((1, 1, 9), 1026, dtype=torch.long)
+    times, marks = [], {}
+    model.register_forward_pre_hook(lambda *_: marks.__setitem__("t", time.perf_counter()))
+    model.register_forward_hook(lambda *_: times.append(time.perf_counter() - marks["t"]))
+
+    def generate(n):
+        torch.manual_seed(7)
+        return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), decoder_input_ids=bos,
+                              decoder_attention_mask=torch.ones(1, 16, dtype=torch.long), max_new_tokens=n,
+                              min_new_tokens=n, do_sample=True, temperature=1.8, top_p=0.95, top_k=45,
+                              guidance_scale=3.0)
+
+    generate(20)  # warm-up
+    times.clear()
+    start = time.perf_counter()
+    with LoadMonitor() as mon:
+        codes = generate(args.steps + 1)[0]
+        gen = time.perf_counter() - start
+        delays = [0, 8, 9, 10, 11, 12, 13, 14, 15]
+        frames = codes.shape[0] - 1 - 16
+        undelayed = torch.stack([codes[1 + d:1 + d + frames, c] for c, d in enumerate(delays)], dim=1).clamp(0, 1023)
+        t1 = time.perf_counter()
+        dac.decode(audio_codes=undelayed.T.unsqueeze(0))
+        dec = time.perf_counter() - t1
+    wall = time.perf_counter() - start
+    return {
+        "name": f"transformers {args.dtype}", "load_s": load, "prefill_s": times[0],
+        "ms_per_step": 1000 * statistics.median(times[1:]), "steps": len(times), "frames": frames,
+        "frames_per_s": len(times) / gen, "wall_s": wall, "rtf": frames / FRAME_RATE / wall, "first_audio_s": wall,
+        "decode_tail_s": dec, "peak_rss_gb": peak_rss_gb(), "foreign_cores": mon.foreign, "own_cores": mon.own_cores,
+    }
+
+
+def worker_agree(args) -> dict:
+    """int8 against bf16 on the same weights: teacher-forced logits and greedy codes."""
+    import torch
+
+    import bench.no_eos  # noqa: F401
+    from engine.generate import generate_codes
+    from engine.model.checkpoint import load_dia
+    from engine.model.tokenizer import encode_text
+    from engine.sampling import SamplingSettings
+
+    ref = load_dia(args.dia, dtype=torch.bfloat16)
+    q = load_dia(args.dia, dtype=torch.bfloat16)
+    kernel = q.quantize_int8()
+    ids = torch.tensor([encode_text(SCRIPT)])
+    ids = torch.cat([ids, torch.zeros_like(ids)])
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 1024, (1, 64, 9), generator=gen).repeat(2, 1, 1)
+    tokens[:, 0] = 1026
+
+    def logits(m):
+        return m.decode(tokens, m.start_decoder(m.encode(ids), None, 64), last_only=False)[0]
+
+    a, b = logits(ref), logits(q)
+    rel = ((a - b).abs().max() / a.abs().max()).item()
+    argmax = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+    settings = SamplingSettings(temperature=0.0, max_new_tokens=args.steps + 1)
+    ca = generate_codes(ref, encode_text(SCRIPT), settings).codes
+    cb = generate_codes(q, encode_text(SCRIPT), settings).codes
+    same = (ca == cb).float().mean().item()
+    differ = (ca != cb).any(dim=1).nonzero()
+    first = int(differ[0]) if len(differ) else None
+    settings = SamplingSettings(temperature=1.8, top_p=0.95, top_k=45, max_new_tokens=args.steps + 1, seed=7)
+    sa = generate_codes(ref, encode_text(SCRIPT), settings).codes
+    sb = generate_codes(q, encode_text(SCRIPT), settings).codes
+    return {"kernel": kernel, "logit_max_rel_diff": rel, "logit_argmax_agreement": argmax,
+            "greedy_code_agreement": same, "greedy_first_divergent_frame": first, "frames": int(ca.shape[0]),
+            "sampled_code_agreement": (sa == sb).float().mean().item()}
+
+
+def run_process(cmd: list[str], env: dict | None = None) -> dict:
+    start = time.perf_counter()
+    busy0 = _cpu_busy_jiffies()
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed:\n{proc.stderr[-3000:]}")
+    busy = (_cpu_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
+    return {"wall_s": wall, "busy_cores": busy / wall}
+
+
+# ------------------------------------------------------------------------------ orchestration
+def spawn(worker: str, **kwargs) -> dict:
+    cmd = [sys.executable, __file__, "--worker", worker]
+    for k, v in kwargs.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {worker} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt(v, digits=1):
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker")
+    ap.add_argument("--dia")
+    ap.add_argument("--dac")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--quantize", default="")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--process-steps", type=int, default=300)
+    ap.add_argument("--skip-process", action="store_true")
+    ap.add_argument("--fp32", action="store_true", help="also run both engines in float32 (slow)")
+    ap.add_argument("--json", help="write all results to this file")
+    args = ap.parse_args()
+    if args.worker:
+        result = {"ours": worker_ours, "hf": worker_hf, "agree": worker_agree}[args.worker](args)
+        print(json.dumps(result))
+        return
+
+    from bench.weights import dac_folder, dia_folder
+
+    dia, dac = str(dia_folder()), str(dac_folder())
+    rows = []
+    configs = [("hf", "bfloat16", ""), ("ours", "bfloat16", ""), ("ours", "bfloat16", "int8")]
+    if args.fp32:
+        configs += [("hf", "float32", ""), ("ours", "float32", "")]
+    for worker, dtype, quantize in configs:
+        print(f"running {worker} {dtype} {quantize}…", file=sys.stderr, flush=True)
+        rows.append(spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps))
+    base = next(r for r in rows if r["name"] == "transformers bfloat16")
+    print(f"\nPer-step benchmark: {args.steps} decoder steps ({args.steps / FRAME_RATE:.2f} s of audio), "
+          f"random full-size Dia-1.6B weights, CPU, {os.cpu_count()} cores")
+    head = ("config", "ms/step", "×tf-bf16", "frames/s", "RTF", "1st audio s", "load s", "prefill s", "peak RSS GB",
+            "foreign cores")
+    print(" | ".join(head))
+    for r in rows:
+        print(" | ".join([r["name"], fmt(r["ms_per_step"]), fmt(base["ms_per_step"] / r["ms_per_step"], 2),
+                          fmt(r["frames_per_s"], 2), fmt(r["rtf"], 3), fmt(r["first_audio_s"]), fmt(r["load_s"]),
+                          fmt(r["prefill_s"], 2), fmt(r["peak_rss_gb"], 2), fmt(r["foreign_cores"], 2)]))
+    report = {"steps": args.steps, "rows": rows}
+
+    print("\nint8 vs bf16 agreement (same weights):", file=sys.stderr, flush=True)
+    agree = spawn("agree", dia=dia, dac=dac, steps=min(args.steps, 150))
+    print(json.dumps(agree, indent=1))
+    report["agreement"] = agree
+
+    if not args.skip_process:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "script.txt"
+            script.write_text(SCRIPT)
+            n = args.process_steps
+            ours_cmd = [sys.executable, "-c", "import bench.no_eos, sys; from app.launcher import main; "
+                        "sys.exit(main(sys.argv[1:]))", "render", str(script), "-o", str(Path(tmp) / "ours.wav"),
+                        "--model", dia, "--codec", dac, "--dtype", "bfloat16", "--device", "cpu", "--seed", "7",
+                        "--max-new-tokens", str(n + 1), "--quiet"]
+            hf_cmd = [sys.executable, str(ROOT / "bench" / "hf_render.py"), dia, dac, str(script),
+                      str(Path(tmp) / "hf.wav"), str(n + 1), "bfloat16"]
+            processes = {}
+            for name, cmd in (("transformers process bf16", hf_cmd), ("dia-studio render bf16", ours_cmd),
+                              ("dia-studio render --quantize int8", ours_cmd + ["--quantize", "int8"])):
+                print(f"running {name}…", file=sys.stderr, flush=True)
+                processes[name] = run_process(cmd)
+        hf_wall = processes["transformers process bf16"]["wall_s"]
+        print(f"\nWhole process (load, generate {n} steps = {n / FRAME_RATE:.1f} s audio, decode, write):")
+        for name, p in processes.items():
+            print(f"{name}: {p['wall_s']:.1f} s  (×{hf_wall / p['wall_s']:.2f} vs transformers; "
+                  f"machine busy {p['busy_cores']:.2f} cores)")
+        report["processes"] = processes
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
