@@ -361,7 +361,8 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, fmt: s
                 metadata: dict[str, str] | None = None, bit_depth: int = 16) -> Path:
     """Write samples atomically (temp file in the same folder, then ``os.replace``).
 
-    ``fmt`` is ``wav``/``flac`` (soundfile, ``bit_depth`` 16 or 24) or ``opus``/``mp3`` (PyAV, when
+    ``fmt`` is ``wav``/``flac`` (soundfile, ``bit_depth`` 16 or 24, or 32 = 32-bit float for WAV, which
+    stores the samples exactly) or ``opus``/``mp3`` (PyAV, when
     FFmpeg has the encoder); by default it comes from the suffix. ``metadata`` keys must be in
     ``METADATA_KEYS``. Samples are clipped to [-1, 1]. Returns the final path.
     """
@@ -371,8 +372,8 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, fmt: s
         raise InvalidParameterError(f"Unknown export format '{fmt}'.")
     if fmt in _PYAV_FORMATS and fmt not in export_formats():
         raise InvalidParameterError(f"This machine's FFmpeg cannot encode {fmt}; use one of {export_formats()}.")
-    if bit_depth not in (16, 24):
-        raise InvalidParameterError(f"bit_depth must be 16 or 24, got {bit_depth}.")
+    if bit_depth not in (16, 24, 32) or (bit_depth == 32 and fmt != "wav"):
+        raise InvalidParameterError(f"bit_depth must be 16 or 24 (or 32 for float WAV), got {bit_depth}.")
     metadata = {k.lower(): str(v) for k, v in (metadata or {}).items()}
     unknown = sorted(set(metadata) - set(METADATA_KEYS))
     if unknown:
@@ -404,7 +405,7 @@ def _write_soundfile(tmp: Path, arr: np.ndarray, sr: int, fmt: str, metadata: di
     import soundfile as sf
 
     with sf.SoundFile(str(tmp), "w", samplerate=int(sr), channels=arr.shape[1],
-                      subtype=f"PCM_{bit_depth}", format=fmt.upper()) as f:
+                      subtype="FLOAT" if bit_depth == 32 else f"PCM_{bit_depth}", format=fmt.upper()) as f:
         for key, value in metadata.items():
             setattr(f, key, value)  # libsndfile writes tags with the header
         f.write(arr)

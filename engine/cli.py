@@ -147,7 +147,9 @@ def cmd_render(args) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     metadata = {"title": "Dia Studio render", "comment": _describe(result), "software": "Dia Studio"}
-    write_audio(args.output, result.audio, result.sample_rate, metadata=metadata)
+    # WAV keeps the model's samples exactly (32-bit float); other formats use their usual depth
+    depth = 32 if Path(args.output).suffix.lower() == ".wav" else 16
+    write_audio(args.output, result.audio, result.sample_rate, metadata=metadata, bit_depth=depth)
     if not args.quiet:
         print(f"Wrote {args.output}: {result.duration:.2f} s, seed {result.seed}, "
               f"{result.timings['total']:.1f} s to render", file=sys.stderr)
