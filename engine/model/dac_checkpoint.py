@@ -193,6 +193,10 @@ def _read_transformers(file: Path, device: torch.device,
     with handle:
         plan = _fold_plan(shapes)
         _check_tensors(file, dict(_planned_shapes(plan, shapes)), expected_shapes(config))
+        for sources in plan.values():
+            if len(sources) == 2 and tuple(shapes[sources[0]]) != (shapes[sources[1]][0], 1, 1):
+                raise CheckpointError(f"{file}: {sources[0]}: expected [{shapes[sources[1]][0]}, 1, 1], "
+                                      f"got {list(shapes[sources[0]])}")
 
         def get(key: str) -> torch.Tensor:
             try:
@@ -302,7 +306,8 @@ def _planned_shapes(plan: Mapping[str, tuple[str, ...]],
         yield name, shapes[sources[-1]]  # for a pair, v has the weight's shape
 
 
-def _materialise(sources: tuple[str, ...], get: Callable[[str], torch.Tensor], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _materialise(sources: tuple[str, ...], get: Callable[[str], torch.Tensor], device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
     if len(sources) == 2:
         return _fold(get(sources[1]), get(sources[0]), device, dtype)
     return get(sources[0]).to(device=device, dtype=dtype)

@@ -2,7 +2,7 @@
 
 The DAC decoder is a stack of non-causal convolutions, so each output sample depends on a
 bounded window of code frames: ``decoder_context(config)`` computes it from the layer geometry
-(±11 frames for the 44.1 kHz model). Decoding a window that carries that many frames of left
+(±10 frames for the 44.1 kHz model). Decoding a window that carries that many frames of left
 context and right look-ahead around the new frames, and keeping only the new frames' samples,
 gives the same samples as a one-shot decode up to float rounding: there is no seam to hide.
 """

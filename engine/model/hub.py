@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +58,13 @@ def resolve_model(spec: str | os.PathLike | None, *, default_repo: str = DIA_REP
     if cached is not None:
         return cached
     if offline:
-        raise ModelNotFoundError(
-            f"{text} is not in the Hugging Face cache and offline mode is on: download it once with network "
-            f"access (dia-studio download {text}), or point Dia Studio at a folder that holds it")
+        raise ModelNotFoundError(_offline_message(text))
     return download_repo(text, progress=progress, should_stop=should_stop, cache_dir=cache_dir)
+
+
+def _offline_message(repo_id: str) -> str:
+    return (f"{repo_id} is not in the Hugging Face cache and offline mode is on: download it once with network "
+            f"access (dia-studio download {repo_id}), or point Dia Studio at a folder that holds it")
 
 
 def _repo_files(repo_id: str, read_json: Callable[[str], dict]) -> list[str]:
@@ -101,8 +105,10 @@ def download_repo(repo_id: str, *, progress: Callable[[DownloadProgress], None] 
                   should_stop: Callable[[], bool] | None = None, cache_dir: str | Path | None = None) -> Path:
     """Download what ``repo_id`` needs into the Hugging Face cache, reporting bytes as they arrive."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError)
 
+    transport_errors = _transport_errors()
     state = {"files_done": 0, "files_total": 1}
 
     def fetch(name: str) -> Path:
@@ -111,12 +117,16 @@ def download_repo(repo_id: str, *, progress: Callable[[DownloadProgress], None] 
             return Path(hf_hub_download(repo_id, name, cache_dir=cache_dir, tqdm_class=tqdm_class))
         except CancelledError:
             raise
+        except LocalEntryNotFoundError as exc:
+            # The metadata request failed and the file is not cached: the hub was unreachable, answered with an
+            # error, or huggingface_hub is in offline mode. Not "the file does not exist" (that is a remote 404).
+            raise _metadata_failure(repo_id, name, exc) from exc
         except EntryNotFoundError:
             raise FileNotFoundError(name) from None
         except RepositoryNotFoundError as exc:
             raise ModelNotFoundError(f"the repository {repo_id} does not exist or is private") from exc
-        except (HfHubHTTPError, OSError, ValueError) as exc:
-            raise DownloadError(f"downloading {name} from {repo_id} failed: {exc}") from exc
+        except (HfHubHTTPError, OSError, ValueError, *transport_errors) as exc:
+            raise DownloadError(f"downloading {name} from {repo_id} failed: {_describe(exc)}") from exc
 
     try:
         config = fetch("config.json")
@@ -131,6 +141,43 @@ def download_repo(repo_id: str, *, progress: Callable[[DownloadProgress], None] 
             raise ModelNotFoundError(f"{repo_id} lacks {name}") from None
         state["files_done"] += 1
     return config.parent
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's own errors, raised when a download breaks off for good (huggingface_hub >= 1.0 uses
+    httpx, 2.x httpx2: their errors are not OSErrors; those of requests, used before, are)."""
+    found = []
+    for module in ("httpx2", "httpx"):
+        error = getattr(sys.modules.get(module), "HTTPError", None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            found.append(error)
+    return tuple(found)
+
+
+def _metadata_failure(repo_id: str, name: str, exc: Exception) -> Exception:
+    """The error to raise when ``hf_hub_download`` could not get a file's metadata (its cause tells why)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    cause = exc.__cause__
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    if status == 404:  # a plain 404 (no Hub error code, e.g. a mirror): the file is not there
+        return FileNotFoundError(name)
+    if isinstance(cause, OfflineModeIsEnabled):  # HF_HUB_OFFLINE was set when huggingface_hub was imported
+        return ModelNotFoundError(_offline_message(repo_id))
+    if status is not None:
+        detail = _describe(cause)
+    else:
+        detail = (f"the Hugging Face Hub could not be reached ({_describe(cause or exc)}); check the network "
+                  f"connection and try again")
+    return DownloadError(f"downloading {name} from {repo_id} failed: {detail}")
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason (huggingface_hub's HTTP errors span several lines and quote the response body)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return f"the server answered HTTP {status}" + ("; try again later" if status >= 500 else "")
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _progress_tqdm(name: str, state: dict, progress: Callable[[DownloadProgress], None] | None,

@@ -21,7 +21,8 @@ def _single_thread():
 
 
 def _hf_config(config: DacConfig):
-    return transformers.DacConfig(encoder_hidden_size=config.encoder_dim, downsampling_ratios=list(config.encoder_rates),
+    return transformers.DacConfig(encoder_hidden_size=config.encoder_dim,
+                                  downsampling_ratios=list(config.encoder_rates),
                                   decoder_hidden_size=config.decoder_dim, n_codebooks=config.n_codebooks,
                                   codebook_size=config.codebook_size, codebook_dim=config.codebook_dim,
                                   sampling_rate=config.sample_rate)
