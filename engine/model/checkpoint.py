@@ -338,4 +338,5 @@ def load_dia(path: str | Path, *, device: str | torch.device = "cpu", dtype: tor
             state[key] = load().to(device=device, dtype=target).contiguous()
     model.load_state_dict(state, strict=True, assign=True)
     model.channel_offsets = torch.arange(cfg.num_channels, device=device) * cfg.dec_vocab_size
+    model.tune_for_device()
     return model.eval()

@@ -194,6 +194,15 @@ class DiaModel(nn.Module):
         return x + _gated_mlp(layer.gate_up, layer.down, layer.pre_mlp_norm(x))
 
     # ------------------------------------------------------------------ speed modes
+    def tune_for_device(self) -> None:
+        """Per-machine kernel choices; call after loading (``load_dia`` does)."""
+        from engine.model.layers import slow_reduced_precision_matmul
+
+        upcast = 16 if self.dtype != torch.float32 and slow_reduced_precision_matmul(self.device) else None
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.upcast_rows = upcast
+
     def projections(self) -> list[tuple[nn.Module, str]]:
         """(owner, attribute) of every projection streamed per decoder step."""
         found: list[tuple[nn.Module, str]] = [(self, "head")]

@@ -16,7 +16,7 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm with an always-float32 gain; returns float32."""
+    """Root-mean-square norm with an always-float32 gain; returns float32 (one fused kernel)."""
 
     def __init__(self, dim: int, eps: float, device=None) -> None:
         super().__init__()
@@ -24,12 +24,24 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=torch.float32), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps)
+
+
+def slow_reduced_precision_matmul(device: torch.device) -> bool:
+    """True on CPUs without native bfloat16 dot products, where PyTorch's bf16 GEMM is several
+    times slower than float32 (measured 4.4x for a 324-row encoder projection)."""
+    return device.type == "cpu" and not torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported()
 
 
 class Linear(nn.Module):
-    """A bias-free projection stored (out, in) so ``F.linear`` streams it row-wise (fast GEMV)."""
+    """A bias-free projection stored (out, in) so ``F.linear`` streams it row-wise (fast GEMV).
+
+    With ``upcast_rows`` set, inputs of at least that many rows (the encoder, prompt prefill) run in
+    float32 on a float32 copy of the weight made for that call: on CPUs whose reduced-precision
+    GEMM is slow that is faster, and two-row decoding steps keep streaming the compact weight.
+    """
+
+    upcast_rows: int | None = None
 
     def __init__(self, in_features: int, out_features: int, device=None, dtype=None) -> None:
         super().__init__()
@@ -39,6 +51,8 @@ class Linear(nn.Module):
                                    requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upcast_rows is not None and x.numel() >= self.upcast_rows * x.shape[-1]:
+            return F.linear(x.float(), self.weight.float())
         return F.linear(x.to(self.weight.dtype), self.weight)
 
 
