@@ -14,7 +14,8 @@ _decode = dia.DiaModel.decode
 
 def _decode_without_eos(self, tokens, state, last_only=True):
     logits = _decode(self, tokens, state, last_only)
-    logits[..., 0, EOS] = float("-inf")
+    with torch.inference_mode():
+        logits[..., 0, EOS] = float("-inf")
     return logits
 
 
