@@ -138,7 +138,11 @@ def cmd_render(args) -> int:
                             quantize=args.quantize, offline=True if args.offline else None)
     if not args.quiet:
         print("Loading the model…", file=sys.stderr)
-    engine = DiaEngine.load(options)
+    downloads = _DownloadBars(enabled=not args.quiet)
+    try:
+        engine = DiaEngine.load(options, on_progress=lambda p: downloads(p.download) if p.download else None)
+    finally:
+        downloads.close()
     bar = _Bar(not args.quiet)
     try:
         result = engine.render(RenderRequest(script, params, voice), on_progress=bar)
@@ -162,24 +166,39 @@ def _describe(result) -> str:
     return json.dumps({"seed": result.seed, **result.params.to_dict(), "seed_used": result.seed}, sort_keys=True)
 
 
-def cmd_download(args) -> int:
-    from engine.model.hub import DAC_REPO, DIA_REPO, download_repo
+class _DownloadBars:
+    """One byte progress bar per downloaded file, on stderr."""
 
-    from tqdm import tqdm
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict = {}
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(p.filename)
+        if bar is None:
+            bar = self.bars[p.filename] = tqdm(total=p.file_total, unit="B", unit_scale=True, desc=p.filename,
+                                               file=sys.stderr)
+        bar.update(p.file_bytes - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def cmd_download(args) -> int:
+    from engine.model.hub import DAC_REPO, DIA_REPO, resolve_model
 
     for repo in (args.model or DIA_REPO, args.codec or DAC_REPO):
-        bars: dict[str, tqdm] = {}
-
-        def show(p, bars=bars):
-            bar = bars.get(p.filename)
-            if bar is None:
-                bar = bars[p.filename] = tqdm(total=p.file_total, unit="B", unit_scale=True, desc=p.filename,
-                                              file=sys.stderr)
-            bar.update(p.file_bytes - bar.n)
-
-        path = download_repo(repo, progress=show)
-        for bar in bars.values():
-            bar.close()
+        bars = _DownloadBars()
+        try:
+            path = resolve_model(repo, offline=False, progress=bars)
+        finally:
+            bars.close()
         print(f"{repo}: {path}", file=sys.stderr)
     return 0
 

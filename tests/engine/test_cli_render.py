@@ -69,3 +69,26 @@ def test_render_errors_are_one_clear_line(models, tmp_path):
 
     proc = run_cli("render", "-", "-o", str(out), "--model", str(tmp_path / "missing"), stdin="[S1] Hi.")
     assert proc.returncode == 2 and "error [model_not_found]" in proc.stderr
+
+
+def test_render_with_voice_files(models, tmp_path):
+    t = np.arange(44100 * 2) / 44100
+    tone = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    sf.write(tmp_path / "ann.wav", tone, 44100)
+    sf.write(tmp_path / "bo.flac", np.stack([tone, tone], axis=1), 22050)
+    common = ["--model", str(models / "dia"), "--codec", str(models / "dac"), "--seed", "3", "--max-new-tokens", "256",
+              "--dtype", "float32", "--quiet"]
+    out = tmp_path / "both.flac"
+    proc = run_cli("render", "-", "-o", str(out), "--s1-voice", str(tmp_path / "ann.wav"), "--s1-transcript", "Hi there.",
+                   "--s2-voice", str(tmp_path / "bo.flac"), "--s2-transcript", "Hello.", *common,
+                   stdin="[S1] Shall we? [S2] Let's go.")
+    assert proc.returncode == 0, proc.stderr
+    assert sf.info(out).format == "FLAC" and sf.info(out).frames > 0
+
+    proc = run_cli("render", "-", "-o", str(tmp_path / "s2.wav"), "--s2-voice", str(tmp_path / "ann.wav"), *common,
+                   stdin="[S1] Shall we? [S2] Let's go.")
+    assert proc.returncode == 2 and "error [missing_transcript]" in proc.stderr
+
+    proc = run_cli("render", "-", "-o", str(tmp_path / "bad.wav"), "--s1-voice", str(tmp_path / "nope.wav"),
+                   "--s1-transcript", "x", *common, stdin="[S1] Hi.")
+    assert proc.returncode == 2 and "error [audio_decode_failed]" in proc.stderr

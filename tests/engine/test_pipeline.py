@@ -124,3 +124,13 @@ def _logits(model, ids, tokens):
     enc = model.encode(ids)
     state = model.start_decoder(enc, None, 16)
     return model.decode(tokens, state, last_only=False)
+
+
+def test_only_s2_cloned_swaps_the_speakers_for_the_model(engine):
+    from engine.voice_prompt import PromptPart, combine_parts
+
+    tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(44100) / 44100)).astype(np.float32)
+    voice = combine_parts([PromptPart("S2", tone, 44100, "Hello, it's Bo.")])
+    assert voice.swap_speakers and voice.transcript == "[S1] Hello, it's Bo."
+    result = engine.render(RenderRequest(SCRIPT, PARAMS, voice))
+    assert result.model_text == "[S1] Hello, it's Bo.\n[S2] Hello there. [S1] Hi! (laughs)"
