@@ -9,7 +9,7 @@ import time
 import numpy as np
 import soundfile as sf
 import torch
-from transformers import DacModel, DiaForConditionalGeneration, DiaProcessor  # noqa: F401
+from transformers import DacModel, DiaForConditionalGeneration
 
 
 def main(dia_dir: str, dac_dir: str, script_path: str, out: str, steps: int, dtype: str) -> None:

@@ -8,14 +8,12 @@ function taking the parsed namespace and returning the exit code (0 ok, 2 an err
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import DiaStudioError, InvalidParameterError
+from engine.errors import InvalidParameterError
 
 STT_MODEL_ENV = "DIA_STUDIO_STT_MODEL"
 EXIT_ERROR = 2
@@ -103,20 +101,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_ERROR
 
 
-def _reports_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except DiaStudioError as exc:
-            print(f"error [{exc.code}]: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-    return wrapper
-
-
 def _library(args: argparse.Namespace):
     from engine.voices import VoiceLibrary
 
@@ -143,7 +127,6 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
-@_reports_errors
 def cmd_list(args: argparse.Namespace) -> int:
     with _library(args) as library:
         samples = library.list()
@@ -166,7 +149,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_add(args: argparse.Namespace) -> int:
     from engine import audio
     from engine.voices import prepare_clip
@@ -184,7 +166,6 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_record(args: argparse.Namespace) -> int:
     from engine import audio, recorder
     from engine.voices import prepare_clip
@@ -216,7 +197,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_rename(args: argparse.Namespace) -> int:
     with _library(args) as library:
         sample = library.rename(args.voice, args.new_name)
@@ -224,7 +204,6 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_transcript(args: argparse.Namespace) -> int:
     chosen = sum([args.text is not None, args.transcribe, args.clear])
     if chosen > 1:
@@ -246,7 +225,6 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_set_default(args: argparse.Namespace) -> int:
     if bool(args.voice) == bool(args.clear):
         raise InvalidParameterError("Name a voice, or pass --clear.")
@@ -256,7 +234,6 @@ def cmd_set_default(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_remove(args: argparse.Namespace) -> int:
     with _library(args) as library:
         sample = library.resolve(args.voice)
@@ -265,7 +242,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_export(args: argparse.Namespace) -> int:
     with _library(args) as library:
         ids = [library.resolve(v).id for v in args.voices] or None
@@ -275,7 +251,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
 def cmd_import(args: argparse.Namespace) -> int:
     with _library(args) as library:
         report = library.import_zip(args.zip)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine import audio
-from engine.cli_voices import register
+from engine.cli import main as cli_main
 from engine.voices import VoiceLibrary
 from tests.engine.test_audio_samples import speak, speech  # noqa: F401  (fixture)
 from tests.engine.test_recorder import needs_device, speech_alsa_config
@@ -23,10 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dia-studio")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    """The real ``dia-studio`` entry (errors become one line there)."""
+    return cli_main(argv)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -150,14 +146,7 @@ def test_record_speech_and_transcribe_in_a_child_process(tmp_path):
     voice = np.concatenate([voice, np.zeros(audio.TARGET_SAMPLE_RATE, np.float32)])  # a pause, then again
     conf = speech_alsa_config(tmp_path, voice)
     seconds = f"{len(voice) / audio.TARGET_SAMPLE_RATE:.2f}"
-    code = textwrap.dedent("""
-        import argparse, sys
-        from engine.cli_voices import register
-        parser = argparse.ArgumentParser(prog="dia-studio")
-        register(parser.add_subparsers(dest="command"))
-        args = parser.parse_args(sys.argv[1:])
-        sys.exit(args.handler(args))
-        """)
+    code = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "ALSA_CONFIG_PATH": str(conf), "DIA_STUDIO_DATA_DIR": str(tmp_path / "data"),
            "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code, "voices", "record", "--seconds", seconds, "--name", "Mic",

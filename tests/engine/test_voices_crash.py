@@ -9,7 +9,6 @@ Afterwards the library opens with every row backed by readable files and no stra
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import signal
 import subprocess
