@@ -20,7 +20,7 @@ import torch
 
 from engine import audio
 from engine.device import pick_device, pick_dtype
-from engine.errors import GenerationError, InvalidParameterError, MissingTranscriptError
+from engine.errors import GenerationError, InvalidParameterError, InvalidVoiceSampleError, MissingTranscriptError
 from engine.generate import StepProgress, generate_codes
 from engine.model.checkpoint import load_dia
 from engine.model.config import FRAME_RATE, SAMPLE_RATE
@@ -169,7 +169,7 @@ class DiaEngine:
         """DAC codes (frames, 9) of a voice prompt, resampled to 44.1 kHz mono first."""
         mono = audio.resample(audio.to_mono(voice.samples), voice.sample_rate, SAMPLE_RATE)
         if mono.size == 0 or not np.any(mono):
-            raise GenerationError("the voice prompt is empty or silent")
+            raise InvalidVoiceSampleError("the voice prompt is empty or silent: there is no voice to clone")
         return torch.from_numpy(self.codec.encode_numpy(mono))
 
     def render(self, request: RenderRequest, *, on_progress: Callable[[RenderProgress], None] | None = None,
@@ -199,6 +199,10 @@ class DiaEngine:
             result = generate_codes(self.model, encode_text(text), settings, prompt, on_progress=progress,
                                     on_frames=stream.push if stream else None, should_stop=should_stop)
         timings.update(prefill=result.prefill_seconds, generate=result.decode_seconds)
+        positions = result.prompt_frames + 1 + result.steps
+        if positions > self.model.cfg.dec_max_positions:
+            warnings += (f"prompt plus audio used {positions} decoder positions, more than the {self.model.cfg.dec_max_positions} "
+                         "Dia was trained on; the end may degrade. Use a shorter voice sample or split the script.",)
         if result.codes.shape[0] == 0:
             raise GenerationError("the model ended the audio immediately and produced no sound; try another seed")
         report(RenderProgress("finish", result.steps, result.steps, result.codes.shape[0]))
