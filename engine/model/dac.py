@@ -171,8 +171,11 @@ class Snake(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Same operation order as the original TorchScript function (bit-exactness).
-        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+        # Same operations as the original TorchScript function (bit-exact: IEEE multiplication and
+        # addition commute), done in place on one temporary: the full-rate layers are memory-bound.
+        y = torch.mul(x, self.alpha)
+        y.sin_().square_().mul_((self.alpha + 1e-9).reciprocal())
+        return y.add_(x)
 
 
 class ResidualUnit(nn.Module):
