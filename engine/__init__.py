@@ -12,6 +12,7 @@ Rendering::
 
 Script checking (editor): ``check_script``, ``parse_script``, ``estimate_budget``.
 Voice library: ``VoiceLibrary``, ``assemble_prompt``; microphone: ``Recorder``, ``input_status``.
+Render history: ``RenderHistory`` (SQLite + FLAC files under the data dir).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ _EXPORTS = {
     "engine.pipeline": ["DiaEngine", "EngineOptions", "LoadProgress", "RenderRequest", "RenderProgress",
                         "RenderResult", "AudioChunk"],
     "engine.voice_prompt": ["VoicePrompt", "PromptPart", "combine_parts"],
-    "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot"],
+    "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot",
+                         "download_repo"],
     "engine.device": ["pick_device", "pick_dtype", "report", "DEVICES", "DTYPES"],
     # audio and voices
     "engine.audio": ["decode_audio", "write_audio", "export_formats", "peak_envelope", "time_stretch",
@@ -46,6 +48,8 @@ _EXPORTS = {
                         "input_devices", "record"],
     "engine.stt": ["WhisperTranscriber", "is_available"],
     "engine.paths": ["data_dir", "voices_dir"],
+    # render history
+    "engine.history": ["RenderHistory", "HistoryEntry", "CastMember", "make_title"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

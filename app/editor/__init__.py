@@ -1,0 +1,1 @@
+"""The script editor: highlighting, live validation, completion, line numbers."""

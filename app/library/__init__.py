@@ -1,0 +1,1 @@
+"""The voice library window and the recorder dialog."""

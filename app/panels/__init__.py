@@ -1,0 +1,1 @@
+"""Side and bottom panels of the main window: cast, parameters, player, history, queue."""

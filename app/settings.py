@@ -1,0 +1,119 @@
+"""Typed options over QSettings (INI format): every read passes ``type=`` so values written by an
+earlier run (which come back from the INI file as strings) keep their types.
+
+    settings = Settings()
+    settings.get(MODEL_PATH)            # -> str
+    settings.set(THEME, "dark")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QByteArray, QSettings
+
+log = logging.getLogger(__name__)
+
+ORGANIZATION = "Dia Studio"
+APPLICATION = "Dia Studio"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    """One setting: its key, default and Python type (``str``, ``int``, ``float``, ``bool``,
+    ``list`` of strings, ``bytes`` for Qt state blobs, or ``dict`` stored as JSON)."""
+
+    key: str
+    default: T
+    kind: type
+
+
+# -- the model
+MODEL_PATH = Option("model/model", "", str)  # folder, weight file or repo id; "" = Dia-1.6B-0626
+CODEC_PATH = Option("model/codec", "", str)
+DEVICE = Option("model/device", "auto", str)
+DTYPE = Option("model/dtype", "auto", str)
+QUANTIZE = Option("model/quantize_int8", False, bool)
+OFFLINE = Option("model/offline", False, bool)
+# -- rendering
+PARAMS = Option("render/params", {}, dict)  # GenerationParams.to_dict() of the panel
+LAST_SEED = Option("render/last_seed", -1, int)
+USER_PRESETS = Option("render/user_presets", {}, dict)  # name -> params dict
+PLAY_WHILE_RENDERING = Option("render/play_while_rendering", True, bool)
+CAST_S1 = Option("cast/s1", -2, int)  # voice id; -1 = random voice; -2 = not chosen yet (use default)
+CAST_S2 = Option("cast/s2", -1, int)
+# -- interface
+THEME = Option("ui/theme", "system", str)  # system | light | dark
+GEOMETRY = Option("ui/geometry", b"", bytes)
+WINDOW_STATE = Option("ui/window_state", b"", bytes)
+MAIN_SPLITTER = Option("ui/main_splitter", b"", bytes)
+EDITOR_SPLITTER = Option("ui/editor_splitter", b"", bytes)
+LIBRARY_GEOMETRY = Option("ui/library_geometry", b"", bytes)
+BOTTOM_TAB = Option("ui/bottom_tab", 0, int)
+EDITOR_FONT_SIZE = Option("editor/font_size", 0, int)  # 0 = the system's fixed font size
+RECENT_FILES = Option("files/recent", [], list)
+LAST_DIR = Option("files/last_dir", "", str)
+EXPORT_FORMAT = Option("files/export_format", "wav", str)
+# -- audio devices
+OUTPUT_DEVICE = Option("audio/output_device", "", str)  # "" = system default
+INPUT_DEVICE = Option("audio/input_device", "", str)
+RECORD_SECONDS = Option("recorder/seconds", 8.0, float)
+RECORD_COUNTDOWN = Option("recorder/countdown", 3, int)
+STT_MODEL = Option("stt/model", "base.en", str)
+
+
+class Settings:
+    """Typed access to the app's QSettings; a bad stored value falls back to the default."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self.q = qsettings or QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                                        ORGANIZATION, APPLICATION)
+
+    def get(self, option: Option[T]) -> T:
+        if not self.q.contains(option.key):
+            return _copy(option.default)
+        try:
+            if option.kind is dict:
+                value = json.loads(self.q.value(option.key, "{}", type=str) or "{}")
+                return value if isinstance(value, dict) else _copy(option.default)
+            if option.kind is bytes:
+                value = self.q.value(option.key, QByteArray(), type=QByteArray)
+                return bytes(value.data()) if isinstance(value, QByteArray) else bytes(value or b"")
+            if option.kind is list:
+                value = self.q.value(option.key, [], type=list)
+                return [str(v) for v in (value or [])]
+            return self.q.value(option.key, option.default, type=option.kind)
+        except (TypeError, ValueError) as exc:
+            log.warning("setting %s is unreadable (%s); using the default", option.key, exc)
+            return _copy(option.default)
+
+    def set(self, option: Option[T], value: T) -> None:
+        if option.kind is dict:
+            self.q.setValue(option.key, json.dumps(value, sort_keys=True))
+        elif option.kind is bytes:
+            self.q.setValue(option.key, QByteArray(bytes(value)))
+        elif option.kind is list:
+            self.q.setValue(option.key, [str(v) for v in value])
+        else:
+            self.q.setValue(option.key, option.kind(value))
+
+    def remove(self, option: Option[Any]) -> None:
+        self.q.remove(option.key)
+
+    def sync(self) -> None:
+        self.q.sync()
+
+    @property
+    def file_name(self) -> str:
+        return self.q.fileName()
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return type(value)(value)
+    return value

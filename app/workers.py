@@ -1,0 +1,374 @@
+"""The render worker: one long-lived QThread that owns the Dia engine, fed by a render queue.
+
+The engine is loaded lazily by the first render (and again only when the model settings change).
+Each job has a ``threading.Event`` the GUI sets to cancel; the engine polls it every step, so a
+cancel takes effect within one decoder step. The worker never touches widgets: it reports through
+signals, which Qt queues to the GUI thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+import engine
+from app.errors import UserError, describe
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.05  # seconds between progress signals (the last one always goes out)
+QUEUED, LOADING, RENDERING, DONE, FAILED, CANCELLED = "queued", "loading", "rendering", "done", "failed", "cancelled"
+STATE_LABELS = {QUEUED: "Queued", LOADING: "Loading model", RENDERING: "Rendering", DONE: "Done",
+                FAILED: "Failed", CANCELLED: "Cancelled"}
+_ids = itertools.count(1)
+
+
+@dataclass
+class RenderJob:
+    """One queued render: everything it needs, captured when it was queued."""
+
+    script: str
+    params: engine.GenerationParams
+    options: engine.EngineOptions
+    cast: dict[str, int | None] = field(default_factory=dict)  # "S1"/"S2" -> library voice id
+    title: str = ""
+    expected_steps: int = 0  # estimated decoder steps (for a progress bar that ends near 100 %)
+    id: int = field(default_factory=lambda: next(_ids))
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    state: str = QUEUED
+    fraction: float = 0.0
+    detail: str = ""
+    error: UserError | None = None
+    entry_id: int | None = None
+    seed: int | None = None
+    queued_at: float = field(default_factory=time.time)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DONE, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    result: engine.RenderResult
+    entry: engine.HistoryEntry | None
+    history_error: UserError | None = None
+
+
+class EngineWorker(QObject):
+    """Runs on the render thread. Owns the ``DiaEngine``; renders one job at a time."""
+
+    loading = Signal(int)  # job id
+    loadProgress = Signal(int, object)  # job id, engine.LoadProgress
+    loaded = Signal(str)  # what was loaded
+    started = Signal(int)
+    progress = Signal(int, object)  # job id, engine.RenderProgress
+    audio = Signal(int, object)  # job id, engine.AudioChunk
+    finished = Signal(int, object)  # job id, JobOutcome
+    failed = Signal(int, object)  # job id, UserError
+    cancelled = Signal(int)
+    unloaded = Signal()
+
+    def __init__(self, history: Callable[[], engine.RenderHistory | None],
+                 library: Callable[[], engine.VoiceLibrary | None]) -> None:
+        super().__init__()
+        self._history = history
+        self._library = library
+        self.engine: engine.DiaEngine | None = None
+
+    @Slot(object)
+    def run_job(self, job: RenderJob) -> None:
+        try:
+            if job.stop.is_set():
+                raise engine.CancelledError("cancelled before it started")
+            dia = self._ensure_engine(job)
+            voice = self._voice(job)
+            self.started.emit(job.id)
+            last = [0.0]
+
+            def on_progress(p: engine.RenderProgress) -> None:
+                now = time.monotonic()
+                if p.stage != "generate" or now - last[0] >= PROGRESS_INTERVAL or p.step >= p.max_steps:
+                    last[0] = now
+                    self.progress.emit(job.id, p)
+
+            result = dia.render(engine.RenderRequest(job.script, job.params, voice), on_progress=on_progress,
+                                on_audio=lambda chunk: self.audio.emit(job.id, chunk), should_stop=job.stop.is_set)
+            entry, history_error = self._store(job, result, voice)
+            self.finished.emit(job.id, JobOutcome(result, entry, history_error))
+        except engine.CancelledError:
+            self.cancelled.emit(job.id)
+        except BaseException as exc:  # every failure becomes a message, never a traceback
+            self.failed.emit(job.id, describe(exc))
+
+    @Slot()
+    def warm_up(self) -> None:
+        """Import the model code (torch) here, so the first Render click doesn't freeze the window."""
+        try:
+            engine.DiaEngine  # noqa: B018 - the attribute access imports engine.pipeline and torch
+        except Exception as exc:  # noqa: BLE001 - reported again, clearly, by the first render
+            log.warning("preloading the engine failed: %s", exc)
+
+    @Slot()
+    def unload(self) -> None:
+        if self.engine is not None:
+            self.engine = None
+            self.unloaded.emit()
+
+    def _ensure_engine(self, job: RenderJob) -> engine.DiaEngine:
+        if self.engine is not None and self.engine.options == job.options:
+            return self.engine
+        self.engine = None  # free the old weights before loading new ones
+        self.loading.emit(job.id)
+        self.engine = engine.DiaEngine.load(job.options, on_progress=lambda p: self.loadProgress.emit(job.id, p),
+                                            should_stop=job.stop.is_set)
+        self.loaded.emit(f"Model loaded in {self.engine.load_seconds:.1f} s")
+        return self.engine
+
+    def _voice(self, job: RenderJob):
+        chosen = {tag: vid for tag, vid in job.cast.items() if vid is not None}
+        if not chosen:
+            return None
+        library = self._library()
+        if library is None:
+            raise engine.StorageError("The voice library can't be opened.")
+        return engine.assemble_prompt(library, chosen)
+
+    def _store(self, job: RenderJob, result: engine.RenderResult, voice) -> tuple:
+        history = self._history()
+        if history is None:
+            return None, UserError("The render was not saved", "The history can't be opened.")
+        speakers = getattr(voice, "speakers", {}) or {}
+        cast = {tag: engine.CastMember(sample.id, sample.speaker_name) for tag, sample in speakers.items()}
+        options = job.options
+        try:
+            entry = history.add(script=job.script, audio_samples=result.audio, sample_rate=result.sample_rate,
+                                params=result.params, seed=result.seed,
+                                render_seconds=result.timings.get("total", 0.0), cast=cast,
+                                model=options.model or engine.DIA_REPO, stop_reason=result.stop_reason,
+                                warnings=result.warnings)
+            return entry, None
+        except BaseException as exc:  # the audio is still delivered even if saving fails
+            return None, describe(exc)
+
+
+class RenderQueue(QObject):
+    """The GUI-side queue: jobs run one after another on the worker thread; each has a state."""
+
+    jobAdded = Signal(object)  # RenderJob
+    jobChanged = Signal(object)  # RenderJob
+    jobRemoved = Signal(int)
+    loadingStarted = Signal(object)  # RenderJob
+    loadProgress = Signal(object, object)  # RenderJob, engine.LoadProgress
+    loadingFinished = Signal(str)
+    renderStarted = Signal(object)  # RenderJob
+    renderProgress = Signal(object, object)  # RenderJob, engine.RenderProgress
+    audioChunk = Signal(object, object)  # RenderJob, engine.AudioChunk
+    jobFinished = Signal(object, object)  # RenderJob, JobOutcome
+    jobFailed = Signal(object, object)  # RenderJob, UserError
+    jobCancelled = Signal(object)  # RenderJob
+    busyChanged = Signal(bool)
+    _dispatch = Signal(object)
+    _unload = Signal()
+    _warm_up = Signal()
+
+    def __init__(self, history: Callable[[], engine.RenderHistory | None],
+                 library: Callable[[], engine.VoiceLibrary | None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.jobs: list[RenderJob] = []
+        self.current: RenderJob | None = None
+        self.thread = QThread()
+        self.thread.setObjectName("dia-render")
+        self.worker = EngineWorker(history, library)
+        self.worker.moveToThread(self.thread)
+        self._dispatch.connect(self.worker.run_job)
+        self._unload.connect(self.worker.unload)
+        self._warm_up.connect(self.worker.warm_up)
+        w = self.worker
+        w.loading.connect(self._on_loading)
+        w.loadProgress.connect(lambda jid, p: self._with_job(jid, lambda job: self.loadProgress.emit(job, p)))
+        w.loaded.connect(self.loadingFinished)
+        w.started.connect(self._on_started)
+        w.progress.connect(self._on_progress)
+        w.audio.connect(lambda jid, chunk: self._with_job(jid, lambda job: self.audioChunk.emit(job, chunk)))
+        w.finished.connect(self._on_finished)
+        w.failed.connect(self._on_failed)
+        w.cancelled.connect(self._on_cancelled)
+        self.thread.start()
+        self._closed = False
+        self._warm_up.emit()
+
+    # -- API
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    @property
+    def pending(self) -> list[RenderJob]:
+        return [j for j in self.jobs if j.state == QUEUED]
+
+    def job(self, job_id: int) -> RenderJob | None:
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    def submit(self, job: RenderJob) -> RenderJob:
+        if self._closed:
+            raise RuntimeError("the render queue is shut down")
+        self.jobs.append(job)
+        self.jobAdded.emit(job)
+        self._next()
+        return job
+
+    def cancel(self, job_id: int) -> None:
+        job = self.job(job_id)
+        if job is None or job.finished:
+            return
+        job.stop.set()
+        if job is not self.current:  # still queued: cancelled at once
+            self._set(job, CANCELLED, 0.0, "Cancelled")
+            self.jobCancelled.emit(job)
+        else:
+            job.detail = "Cancelling…"
+            self.jobChanged.emit(job)
+
+    def cancel_current(self) -> None:
+        if self.current is not None:
+            self.cancel(self.current.id)
+
+    def cancel_all(self) -> None:
+        for job in list(self.jobs):
+            self.cancel(job.id)
+
+    def remove(self, job_id: int) -> None:
+        """Forget a finished job (a queued one is cancelled first)."""
+        job = self.job(job_id)
+        if job is None or job is self.current:
+            return
+        if not job.finished:
+            self.cancel(job_id)
+        self.jobs.remove(job)
+        self.jobRemoved.emit(job_id)
+
+    def clear_finished(self) -> None:
+        for job in [j for j in self.jobs if j.finished]:
+            self.remove(job.id)
+
+    def unload_model(self) -> None:
+        self._unload.emit()
+
+    def shutdown(self, timeout_ms: int = 60000) -> bool:
+        """Cancel everything and stop the worker thread (returns False if it did not stop in time)."""
+        self._closed = True
+        self.cancel_all()
+        self.thread.quit()
+        stopped = self.thread.wait(timeout_ms)
+        if not stopped:
+            log.error("the render thread did not stop within %d ms", timeout_ms)
+        return stopped
+
+    # -- internals
+
+    def _with_job(self, job_id: int, fn) -> None:
+        job = self.job(job_id)
+        if job is not None:
+            fn(job)
+
+    def _set(self, job: RenderJob, state: str, fraction: float | None = None, detail: str | None = None) -> None:
+        job.state = state
+        if fraction is not None:
+            job.fraction = fraction
+        if detail is not None:
+            job.detail = detail
+        self.jobChanged.emit(job)
+
+    def _next(self) -> None:
+        if self.current is not None or self._closed:
+            return
+        job = next((j for j in self.jobs if j.state == QUEUED), None)
+        if job is None:
+            return
+        self.current = job
+        self.busyChanged.emit(True)
+        self._set(job, RENDERING, 0.0, "Starting…")
+        self._dispatch.emit(job)
+
+    def _done(self, job: RenderJob) -> None:
+        if job is self.current:
+            self.current = None
+            self.busyChanged.emit(False)
+        self._next()
+
+    def _on_loading(self, job_id: int) -> None:
+        job = self.job(job_id)
+        if job is not None:
+            self._set(job, LOADING, 0.0, "Loading the model…")
+            self.loadingStarted.emit(job)
+
+    def _on_started(self, job_id: int) -> None:
+        job = self.job(job_id)
+        if job is not None:
+            self._set(job, RENDERING, 0.0, "Preparing…")
+            self.renderStarted.emit(job)
+
+    def _on_progress(self, job_id: int, p: engine.RenderProgress) -> None:
+        job = self.job(job_id)
+        if job is None or job.stop.is_set():
+            return
+        if p.stage == "prompt":
+            self._set(job, RENDERING, 0.0, "Encoding the voice prompt…")
+        elif p.stage == "finish":
+            self._set(job, RENDERING, 1.0, "Finishing the audio…")
+        else:
+            expected = max(1, min(p.max_steps, job.expected_steps or p.max_steps))
+            fraction = min(0.99, p.step / expected)
+            parts = [f"{fraction:.0%}", f"{p.frames_per_second:.0f} frames/s", f"{p.audio_seconds:.1f} s of audio"]
+            if p.frames_per_second > 0:
+                left = max(0.0, (expected - p.step) / p.frames_per_second)
+                parts.append(f"≈ {format_seconds(left)} left")
+            self._set(job, RENDERING, fraction, " · ".join(parts))
+        self.renderProgress.emit(job, p)
+
+    def _on_finished(self, job_id: int, outcome: JobOutcome) -> None:
+        job = self.job(job_id)
+        if job is None:
+            return
+        job.seed = outcome.result.seed
+        job.entry_id = outcome.entry.id if outcome.entry is not None else None
+        self._set(job, DONE, 1.0, f"{outcome.result.duration:.1f} s of audio, seed {outcome.result.seed}, "
+                                  f"{outcome.result.timings.get('total', 0.0):.1f} s to render")
+        self.jobFinished.emit(job, outcome)
+        self._done(job)
+
+    def _on_failed(self, job_id: int, error: UserError) -> None:
+        job = self.job(job_id)
+        if job is None:
+            return
+        job.error = error
+        self._set(job, FAILED, 0.0, error.message)
+        self.jobFailed.emit(job, error)
+        self._done(job)
+
+    def _on_cancelled(self, job_id: int) -> None:
+        job = self.job(job_id)
+        if job is None:
+            return
+        self._set(job, CANCELLED, 0.0, "Cancelled")
+        self.jobCancelled.emit(job)
+        self._done(job)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
