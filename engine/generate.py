@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.delay import FREE, prefill_grid, revert_delay
-from engine.errors import CancelledError
+from engine.errors import CancelledError, RequestTooLargeError
 from engine.model.dia import DiaModel
 from engine.sampling import SamplingSettings, sample_frame
 
@@ -80,11 +80,14 @@ def generate_codes(
 
     prompt_len = 0 if prompt_codes is None else int(prompt_codes.shape[0])
     grid = prefill_grid(prompt_codes, delays, cfg.bos_token_id, nari_compat=settings.nari_compat).to(device)
-    # max_new_tokens counts decoder positions after the prefill, EOS tail included (transformers'
-    # meaning; nari's max_tokens = max_new_tokens + prompt frames): EOS is forced at ``deadline``.
-    deadline = settings.max_new_tokens + prompt_len - max_delay
+    # max_new_tokens caps all decoder positions, BOS and voice prompt included (nari-labs' max_tokens;
+    # transformers' max_new_tokens = this minus the prompt frames): EOS is forced at ``deadline``, which
+    # keeps a default render inside the 3072 positions Dia was trained on.
+    deadline = settings.max_new_tokens - max_delay
     if deadline < prompt_len + 2:
-        raise ValueError("max_new_tokens is too small to generate any audio")
+        raise RequestTooLargeError(
+            f"the voice prompt ({prompt_len} frames, {prompt_len / (44100 / 512):.1f} s) leaves no room for new audio "
+            f"within max_new_tokens={settings.max_new_tokens}: raise max_new_tokens or use a shorter sample")
     capacity = deadline + max_delay
     buf = torch.full((capacity, cfg.num_channels), FREE, dtype=torch.long, device=device)
     buf[: grid.shape[0]] = grid

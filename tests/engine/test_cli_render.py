@@ -76,7 +76,7 @@ def test_render_with_voice_files(models, tmp_path):
     tone = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
     sf.write(tmp_path / "ann.wav", tone, 44100)
     sf.write(tmp_path / "bo.flac", np.stack([tone, tone], axis=1), 22050)
-    common = ["--model", str(models / "dia"), "--codec", str(models / "dac"), "--seed", "3", "--max-new-tokens", "256",
+    common = ["--model", str(models / "dia"), "--codec", str(models / "dac"), "--seed", "3", "--max-new-tokens", "700",
               "--dtype", "float32", "--quiet"]
     out = tmp_path / "both.flac"
     proc = run_cli("render", "-", "-o", str(out), "--s1-voice", str(tmp_path / "ann.wav"), "--s1-transcript", "Hi there.",
@@ -84,6 +84,12 @@ def test_render_with_voice_files(models, tmp_path):
                    stdin="[S1] Shall we? [S2] Let's go.")
     assert proc.returncode == 0, proc.stderr
     assert sf.info(out).format == "FLAC" and sf.info(out).frames > 0
+
+    # the prompt counts against max_new_tokens: a 6.4 s prompt does not fit in 256 positions
+    proc = run_cli("render", "-", "-o", str(out), "--s1-voice", str(tmp_path / "ann.wav"), "--s1-transcript", "Hi there.",
+                   "--s2-voice", str(tmp_path / "bo.flac"), "--s2-transcript", "Hello.",
+                   *[a if a != "700" else "256" for a in common], stdin="[S1] Shall we? [S2] Let's go.")
+    assert proc.returncode == 2 and "error [request_too_large]" in proc.stderr and "max_new_tokens" in proc.stderr
 
     proc = run_cli("render", "-", "-o", str(tmp_path / "s2.wav"), "--s2-voice", str(tmp_path / "ann.wav"), *common,
                    stdin="[S1] Shall we? [S2] Let's go.")

@@ -146,10 +146,11 @@ def test_generation_with_audio_prompt_matches(pair, seed):
     n = 50
     sampling = dict(do_sample=False) if seed is None else dict(do_sample=True, temperature=1.8, top_p=0.95)
     ref = _hf_generate(hf, TEXT, n, prompt=prompt, seed=seed, guidance_scale=4.0, top_k=50, **sampling)
+    # our max_new_tokens caps all positions (nari's max_tokens); transformers' counts after the prompt
     settings = SamplingSettings(cfg_scale=4.0, temperature=0.0 if seed is None else 1.8, top_p=0.95, top_k=50,
-                                max_new_tokens=n, seed=seed)
+                                max_new_tokens=n + 25, seed=seed)
     result = generate_codes(ours, TEXT, settings, prompt_codes=prompt)
-    assert result.prompt_frames == 25
+    assert result.prompt_frames == 25 and result.codes.shape[0] == n - 16
     assert torch.equal(result.codes, _hf_frames(ref, 25))
 
 
