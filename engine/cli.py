@@ -36,7 +36,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", help="DAC codec folder, weights.pth or repo id (default descript/dac_44khz)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--quantize", choices=["int8"], help="weight-only int8 decoder (faster on CPU, slightly less exact)")
+    p.add_argument("--quantize", choices=["int8", "int8-dynamic"],
+                   help="int8 decoder weights: 'int8' is weight-only (faithful), 'int8-dynamic' also quantises "
+                        "activations (fastest on a CPU, a little less exact)")
     p.add_argument("--offline", action="store_true", help="never download; use local folders or the Hugging Face cache")
 
 

@@ -34,6 +34,9 @@ from engine.script import parse_script, text_token_count
 from engine.voice_prompt import VoicePrompt
 
 
+QUANTIZE_MODES = (None, "", "int8", "int8-dynamic")
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Where the weights are and how to run them."""
@@ -42,7 +45,7 @@ class EngineOptions:
     codec: str | None = None  # folder, weights.pth or repo id; None = descript/dac_44khz
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the transformer; DAC runs in float32)
-    quantize: str | None = None  # None | "int8": weight-only int8 decoder projections (CPU speed mode)
+    quantize: str | None = None  # None | "int8" (weight-only) | "int8-dynamic" (fastest on CPUs); see DiaModel.quantize
     offline: bool | None = None  # None: follow HF_HUB_OFFLINE
     cross_attn_rope: bool | None = None  # force the v0.1 graph on/off (default: from config.json)
 
@@ -135,16 +138,16 @@ class DiaEngine:
 
         device = pick_device(options.device)
         dtype = pick_dtype(options.dtype, device)
-        if options.quantize not in (None, "", "int8"):
-            raise InvalidParameterError(f"quantize must be 'int8' or empty (got {options.quantize!r})")
+        if options.quantize not in QUANTIZE_MODES:
+            raise InvalidParameterError(f"quantize must be one of int8, int8-dynamic or empty (got {options.quantize!r})")
         model_path = resolve_model(options.model, default_repo=DIA_REPO, offline=options.offline,
                                    progress=downloading, should_stop=should_stop)
         codec_path = resolve_model(options.codec, default_repo=DAC_REPO, offline=options.offline,
                                    progress=downloading, should_stop=should_stop)
         report(LoadProgress("model", f"Loading Dia from {model_path} ({str(dtype).replace('torch.', '')}, {device})"))
         model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope)
-        if options.quantize == "int8":
-            model.quantize_int8()
+        if options.quantize:
+            model.quantize(options.quantize)
         report(LoadProgress("codec", f"Loading the DAC codec from {codec_path}"))
         codec = load_dac(codec_path, device=device, dtype=torch.float32)
         report(LoadProgress("ready", "Model ready"))

@@ -5,8 +5,10 @@ Decoding streams every projection weight once per audio frame with only two acti
 kernels and which is fastest depends on the CPU (native bfloat16 dot products or not, VNNI ...):
 
 * ``dense``   - ``F.linear`` on the stored weight (any device);
-* ``int8``    - FBGEMM/QNNPACK per-channel int8 weights with dynamically quantised activations;
-* ``int8-wo`` - weight-only int8 (``aten._weight_int8pack_mm``), activations stay bfloat16.
+* ``int8``    - FBGEMM/QNNPACK per-channel int8 weights with dynamically quantised activations
+                (``--quantize int8-dynamic``);
+* ``int8-wo`` - weight-only int8 (``aten._weight_int8pack_mm``), activations stay bfloat16
+                (``--quantize int8``).
 """
 
 from __future__ import annotations

@@ -56,6 +56,10 @@ class Linear(nn.Module):
         return F.linear(x.to(self.weight.dtype), self.weight)
 
 
+# Without VNNI, FBGEMM's u8*s8 products can saturate int16 unless activations use 7 bits.
+_REDUCE_RANGE = not torch.cpu._is_vnni_supported()
+
+
 class PackedLinear(nn.Module):
     """A projection whose weight lives in a CPU kernel's packed format (FBGEMM/QNNPACK):
     per-output-channel int8 weights, activations quantised on the fly for each call."""
@@ -80,7 +84,7 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).float()
-        out = torch.ops.quantized.linear_dynamic(x2, self.packed, True)
+        out = torch.ops.quantized.linear_dynamic(x2, self.packed, _REDUCE_RANGE)
         return out.reshape(*shape[:-1], self.out_features)
 
 

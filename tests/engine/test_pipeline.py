@@ -111,7 +111,8 @@ def test_bfloat16_and_int8_modes_stay_close_to_float32(tiny_dirs, engine):
     ids = torch.tensor([[5, 6, 7, 8, 9, 10], [0] * 6])
     tokens = torch.randint(0, 1024, (2, 8, 9))
     ref = _logits(engine.model, ids, tokens)
-    for opts in (EngineOptions(dtype="bfloat16"), EngineOptions(dtype="float32", quantize="int8")):
+    for opts in (EngineOptions(dtype="bfloat16"), EngineOptions(dtype="float32", quantize="int8"),
+                 EngineOptions(dtype="bfloat16", quantize="int8"), EngineOptions(dtype="bfloat16", quantize="int8-dynamic")):
         other = DiaEngine.load(EngineOptions(model=str(tiny_dirs[0]), codec=str(tiny_dirs[1]), dtype=opts.dtype,
                                              quantize=opts.quantize))
         got = _logits(other.model, ids, tokens)
