@@ -34,8 +34,9 @@ _EXPORTS = {
     "engine.script": ["check_script", "parse_script", "estimate_budget", "text_token_count", "Script",
                       "ScriptIssue", "Turn", "Cue", "Budget", "KNOWN_CUES", "SPEAKER_TAGS", "MAX_TEXT_TOKENS"],
     # rendering
-    "engine.pipeline": ["DiaEngine", "EngineOptions", "LoadProgress", "RenderRequest", "RenderProgress",
-                        "RenderResult", "AudioChunk"],
+    "engine.pipeline": ["DiaEngine"],
+    "engine.requests": ["EngineOptions", "LoadProgress", "RenderRequest", "RenderProgress", "RenderResult",
+                        "AudioChunk", "QUANTIZE_MODES"],
     "engine.voice_prompt": ["VoicePrompt", "PromptPart", "combine_parts"],
     "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot",
                          "download_repo"],

@@ -34,3 +34,12 @@ def test_every_public_name_resolves():
 
     for name in engine.__all__:
         assert getattr(engine, name) is not None, name
+
+
+def test_request_types_do_not_import_torch():
+    """The app builds options and requests on its UI thread: that must not pay torch's import."""
+    code = ("import sys, engine\n"
+            "engine.EngineOptions(); engine.RenderRequest('[S1] Hi.'); engine.GenerationParams(); engine.check_script('x')\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
