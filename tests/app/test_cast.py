@@ -49,8 +49,14 @@ def test_default_voice_preselected_warnings_and_cloned_render(qtbot, model_setti
     assert not cast.warning.isVisible()
     assert cast.cast() == {"S1": ann.id, "S2": bo.id}
 
+    # the voice prompt counts against max_new_tokens: a failed render here would say so, and 256
+    # positions cannot hold ~7 s of prompt, so give this render room
+    failures = []
+    window.queue.jobFailed.connect(lambda job, error: failures.append(error))
+    window.params_panel.controls["max_new_tokens"].spin.setValue(1024)
     with qtbot.waitSignal(window.queue.jobFinished, timeout=120000) as blocker:
         window.render()
+    assert failures == []
     job, outcome = blocker.args
     assert outcome.entry.cast_label == "S1 Ann · S2 Bo"
     assert outcome.result.model_text.startswith("[S1] Hello, this is Ann speaking.\n[S2] Well, here I am.\n")
