@@ -17,6 +17,9 @@ from pathlib import Path
 
 from engine.errors import CancelledError, DownloadError, ModelNotFoundError
 
+# An offline desktop app sends nothing it does not have to (huggingface_hub reads this on import).
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 DIA_REPO = "nari-labs/Dia-1.6B-0626"
 DIA_V01_REPO = "nari-labs/Dia-1.6B"
 DAC_REPO = "descript/dac_44khz"
