@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 import engine
+from app.table_model import RowsModel
 import resources
 from app import settings as opts
 from app.errors import UserError, describe
@@ -46,32 +47,17 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".we
 COLUMNS = ("Name", "Length", "Transcript", "Default")
 
 
-class VoiceModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.samples: list[engine.VoiceSample] = []
+class VoiceModel(RowsModel):
+    columns = COLUMNS
 
-    def set_samples(self, samples: list[engine.VoiceSample]) -> None:
-        self.beginResetModel()
-        self.samples = list(samples)
-        self.endResetModel()
+    @property
+    def samples(self) -> list:
+        return self.rows
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.samples)
+    def set_samples(self, samples) -> None:
+        self.set_rows(samples)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        sample = self.samples[index.row()]
-        column = index.column()
+    def cell(self, sample, column: int, role):
         if role == Qt.ItemDataRole.DisplayRole:
             return (sample.speaker_name, f"{sample.duration:.1f} s",
                     "✓" if sample.has_transcript else "missing", "★" if sample.is_default else "")[column]

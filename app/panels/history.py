@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 import engine
+from app.table_model import RowsModel
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +32,17 @@ def when(created: datetime) -> str:
     return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
 
 
-class HistoryModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.entries: list[engine.HistoryEntry] = []
+class HistoryModel(RowsModel):
+    columns = COLUMNS
 
-    def set_entries(self, entries: list[engine.HistoryEntry]) -> None:
-        self.beginResetModel()
-        self.entries = list(entries)
-        self.endResetModel()
+    @property
+    def entries(self) -> list:
+        return self.rows
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.entries)
+    def set_entries(self, entries) -> None:
+        self.set_rows(entries)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        entry = self.entries[index.row()]
-        column = index.column()
+    def cell(self, entry, column: int, role):
         if role == Qt.ItemDataRole.DisplayRole:
             return (when(entry.created_at), (entry.label + " — " if entry.label else "") + entry.title,
                     entry.cast_label, f"{entry.duration:.1f} s", str(entry.seed), f"{entry.render_seconds:.1f} s")[column]
