@@ -2,8 +2,8 @@
 the main window, and a last-resort handler that shows unexpected errors as messages.
 
 ``dia-studio`` (no subcommand) and ``python -m app`` call ``main``. ``--self-test[=report.json]``
-builds the window off screen, checks resources, audio and the engine import, writes a JSON report
-and exits 0 when everything passed (for packaged builds and CI).
+builds the window off screen, checks resources, Qt, torch, soundfile, PortAudio and the data folder,
+renders with a tiny model, writes a JSON report and exits 0 when everything passed (packaged builds, CI).
 """
 
 from __future__ import annotations
@@ -109,61 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_self_test(report_path: str | None) -> int:
-    """Build everything off screen and report what works (exit 0 = all checks passed)."""
-    checks: dict[str, dict] = {}
+    """Build everything off screen and report what works (exit 0 = all checks passed); see ``app.self_test``."""
+    from app.self_test import run
 
-    def check(name: str, fn) -> None:
-        try:
-            checks[name] = {"ok": True, "detail": fn()}
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-
-    import tempfile
-
-    scratch = Path(tempfile.mkdtemp(prefix="dia-studio-self-test-"))
-    os.environ.setdefault("DIA_STUDIO_DATA_DIR", str(scratch / "data"))
-    app = create_application([])
-    from PySide6.QtCore import QSettings, qVersion
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(scratch / "settings"))
-
-    import resources
-
-    check("qt", lambda: f"Qt {qVersion()} on {app.platformName()}")
-    check("resources", lambda: sorted(p.name for p in resources.path("examples").glob("*.txt")))
-
-    def engine_import() -> str:
-        import engine
-
-        return f"engine {engine.__version__}; export formats {engine.export_formats()}"
-
-    check("engine", engine_import)
-
-    def audio() -> str:
-        from app.playback import available_outputs
-
-        devices, status = available_outputs()
-        return status or f"{len(devices)} output device(s)"
-
-    check("audio", audio)
-
-    def window() -> str:
-        from app.main_window import MainWindow
-
-        w = MainWindow()
-        w.show()
-        app.processEvents()
-        out = scratch / "window.png"
-        w.grab().save(str(out))
-        w.shutdown()
-        w.close()
-        return str(out)
-
-    check("window", window)
-    ok = all(c["ok"] for c in checks.values())
-    report = json.dumps({"ok": ok, "checks": checks}, indent=2)
-    if report_path:
-        Path(report_path).write_text(report, encoding="utf-8")
-    elif sys.stdout is not None:
-        print(report)
-    return 0 if ok else 1
+    return run(report_path)
