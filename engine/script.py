@@ -85,6 +85,10 @@ class ScriptIssue:
     start: int
     end: int
 
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import replace
 
 import engine
 
 
-@dataclass(frozen=True)
-class EditorIssue:
-    """An issue of ``engine.check_script`` with ``start``/``end`` as Qt document positions."""
-
-    severity: str  # "error" | "warning"
-    code: str
-    message: str
-    line: int
-    column: int
-    start: int
-    end: int
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == "error"
+EditorIssue = engine.ScriptIssue
+"""The engine's issue, with ``start``/``end`` converted to Qt document positions by ``check``."""
 
 
 class Utf16Offsets:
@@ -38,7 +25,7 @@ class Utf16Offsets:
 def check(text: str, *, prefix_tokens: int = 0) -> list[EditorIssue]:
     """Every error and warning of ``text`` (as the editor holds it) in document positions."""
     to_qt = Utf16Offsets(text)
-    return [EditorIssue(i.severity, i.code, i.message, i.line, i.column, to_qt(i.start), to_qt(i.end))
+    return [replace(i, start=to_qt(i.start), end=to_qt(i.end))
             for i in engine.check_script(text, prefix_tokens=prefix_tokens)]
 
 
