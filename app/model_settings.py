@@ -107,7 +107,8 @@ def device_summary() -> str:
         return f"Can't inspect the hardware: {exc}"
     cuda = f"CUDA: {report.cuda_name}" if report.cuda else "CUDA: not available"
     mps = "Apple MPS: available" if report.mps else "Apple MPS: not available"
-    return f"Detected — {cuda}; {mps}; CPU threads: {report.cpu_threads}. “auto” uses {report.chosen}."
+    return (f"Detected — {cuda}; {mps}; CPU threads: {report.cpu_threads} ({report.cpu_kernels} kernels). "
+            f"“auto” uses {report.chosen}.")
 
 
 class _DownloadRelay(QObject):

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-CHECKS = ("qt", "platform_plugin", "resources", "data_dir", "engine", "torch", "soundfile", "portaudio",
+CHECKS = ("qt", "platform_plugin", "resources", "data_dir", "engine", "torch", "cpu_kernels", "soundfile", "portaudio",
           "audio", "window", "render")
 
 
@@ -136,6 +136,13 @@ def run(report_path: str | None) -> int:
         return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
     check("torch", torch_check)
+
+    def cpu_kernels() -> dict:
+        import engine
+
+        return {"kernels": engine.cpu_kernels(), **engine.check_kernels()}
+
+    check("cpu_kernels", cpu_kernels)
 
     def soundfile_check() -> str:
         import numpy as np

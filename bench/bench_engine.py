@@ -84,8 +84,10 @@ class AnonPeak:
 
 # ------------------------------------------------------------------------------ workers
 def worker_ours(args) -> dict:
+    if args.kernels == "torch":
+        os.environ["DIA_STUDIO_NATIVE"] = "0"  # PyTorch's own kernels only (engine.native off)
     import bench.no_eos  # noqa: F401  (fixed-length renders on random weights)
-    from engine import CancelledError, DiaEngine, EngineOptions, GenerationParams, RenderRequest
+    from engine import CancelledError, DiaEngine, EngineOptions, GenerationParams, RenderRequest, native
 
     anon = AnonPeak()
     t0 = time.perf_counter()
@@ -115,7 +117,9 @@ def worker_ours(args) -> dict:
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
     frames = result.codes.shape[0]
     return {
-        "name": f"ours {args.dtype}{' ' + args.quantize if args.quantize else ''}",
+        "name": f"ours {args.dtype}{' ' + args.quantize if args.quantize else ''}"
+                + (" (PyTorch kernels)" if args.kernels == "torch" else ""),
+        "native_isa": native.isa(),
         "load_s": load, "prefill_s": result.timings["prefill"], "ms_per_step": 1000 * statistics.median(steps),
         "steps": len(stamps), "frames": frames, "frames_per_s": len(stamps) / result.timings["generate"],
         "wall_s": wall, "rtf": frames / FRAME_RATE / wall, "first_audio_s": first_chunk[0] - start if first_chunk else None,
@@ -176,7 +180,9 @@ def worker_agree(args) -> dict:
 
     import bench.no_eos  # noqa: F401
     from engine.generate import generate_codes
+    from engine import native
     from engine.model.checkpoint import load_dia
+    from engine.model.layers import Linear
     from engine.model.tokenizer import encode_text
     from engine.sampling import SamplingSettings
 
@@ -187,7 +193,9 @@ def worker_agree(args) -> dict:
     tokens[:, 0] = 1026
 
     def run(model):
-        logits = model.decode(tokens, model.start_decoder(model.encode(ids), None, 64), last_only=False)[0]
+        # teacher-forced, one frame per call: the per-step (two-row) kernels, as in a render
+        state = model.start_decoder(model.encode(ids), None, 64)
+        logits = torch.stack([model.decode(tokens[:, t:t + 1], state)[0] for t in range(tokens.shape[1])])
         greedy = generate_codes(model, text, SamplingSettings(temperature=0.0, max_new_tokens=args.steps + 1)).codes
         sampled = generate_codes(model, text, SamplingSettings(max_new_tokens=args.steps + 1, seed=7)).codes
         return logits, greedy, sampled
@@ -202,8 +210,15 @@ def worker_agree(args) -> dict:
                 "sampled_code_agreement": round((a[2] == b[2]).float().mean().item(), 4)}
 
     ref = run(load_dia(args.dia, dtype=torch.float32))
-    bf16 = run(load_dia(args.dia, dtype=torch.bfloat16))
-    out = {"frames": int(bf16[1].shape[0]), "bf16 vs fp32": compare(ref, bf16)}
+    model = load_dia(args.dia, dtype=torch.bfloat16)
+    bf16 = run(model)  # native GEMV where built: float32 activations
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.native_rows = 0
+    bf16_torch = run(model)  # PyTorch's bf16 GEMV: bf16 activations, bf16 outputs
+    del model
+    out = {"frames": int(bf16[1].shape[0]), "native": native.isa(), "bf16 vs fp32": compare(ref, bf16),
+           "bf16 (PyTorch kernels) vs fp32": compare(ref, bf16_torch)}
     for mode in ("int8", "int8-dynamic"):
         model = load_dia(args.dia, dtype=torch.bfloat16)
         kernel = model.quantize(mode)
@@ -245,6 +260,7 @@ def main() -> None:
     ap.add_argument("--dac")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--quantize", default="")
+    ap.add_argument("--kernels", default="native", choices=["native", "torch"])
     ap.add_argument("--steps", type=int, default=300, help="decoder steps per render (≥ 255: max_new_tokens ≥ 256)")
     ap.add_argument("--process-steps", type=int, default=300)
     ap.add_argument("--skip-process", action="store_true")
@@ -260,15 +276,16 @@ def main() -> None:
     from bench.weights import dac_folder, dia_folder
 
     dia, dac = str(dia_folder()), str(dac_folder())
-    configs = [("hf", "bfloat16", ""), ("ours", "bfloat16", ""), ("ours", "bfloat16", "int8"),
-               ("ours", "bfloat16", "int8-dynamic")]
+    configs = [("hf", "bfloat16", "", "native"), ("ours", "bfloat16", "", "native"),
+               ("ours", "bfloat16", "int8", "native"), ("ours", "bfloat16", "int8-dynamic", "native"),
+               ("ours", "bfloat16", "", "torch")]
     if args.fp32:
-        configs += [("hf", "float32", ""), ("ours", "float32", "")]
+        configs += [("hf", "float32", "", "native"), ("ours", "float32", "", "native")]
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.repeats):  # alternate configs so slow phases of the machine hit all of them
-        for worker, dtype, quantize in configs:
-            print(f"round {round_ + 1}: {worker} {dtype} {quantize}…", file=sys.stderr, flush=True)
-            r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps)
+        for worker, dtype, quantize, kernels in configs:
+            print(f"round {round_ + 1}: {worker} {dtype} {quantize} {kernels}…", file=sys.stderr, flush=True)
+            r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps, kernels=kernels)
             runs.setdefault(r["name"], []).append(r)
     rows = [min(rs, key=lambda r: r["ms_per_step"]) for rs in runs.values()]
     base = next(r for r in rows if r["name"] == "transformers bfloat16")
@@ -305,7 +322,7 @@ def main() -> None:
                       str(Path(tmp) / "hf.wav"), str(n + 1), "bfloat16"]
             processes = {}
             for name, cmd in (("transformers process bf16", hf_cmd), ("dia-studio render bf16", ours_cmd),
-                              ("dia-studio render --quantize int8-dynamic", ours_cmd + ["--quantize", "int8-dynamic"])):
+                              ("dia-studio render --quantize int8", ours_cmd + ["--quantize", "int8"])):
                 print(f"running {name}…", file=sys.stderr, flush=True)
                 processes[name] = run_process(cmd)
         hf_wall = processes["transformers process bf16"]["wall_s"]

@@ -40,7 +40,7 @@ _EXPORTS = {
     "engine.voice_prompt": ["VoicePrompt", "PromptPart", "combine_parts"],
     "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot",
                          "download_repo"],
-    "engine.device": ["pick_device", "pick_dtype", "report", "DEVICES", "DTYPES"],
+    "engine.device": ["pick_device", "pick_dtype", "report", "cpu_kernels", "DEVICES", "DTYPES"],
     # audio and voices
     "engine.audio": ["decode_audio", "write_audio", "export_formats", "peak_envelope", "time_stretch",
                      "read_metadata", "TARGET_SAMPLE_RATE"],
@@ -49,6 +49,7 @@ _EXPORTS = {
                         "input_devices", "record"],
     "engine.stt": ["WhisperTranscriber", "is_available"],
     "engine.paths": ["data_dir", "voices_dir"],
+    "engine.native": ["check_kernels"],
     # render history
     "engine.history": ["RenderHistory", "HistoryEntry", "CastMember", "make_title"],
 }

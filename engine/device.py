@@ -21,6 +21,7 @@ class DeviceReport:
     mps: bool
     cpu_threads: int
     chosen: str
+    cpu_kernels: str  # "native avx512" / "native avx2" (engine.native built) or "PyTorch"
 
 
 def available(name: str) -> bool:
@@ -67,7 +68,15 @@ def pick_dtype(preference: str, device: torch.device) -> torch.dtype:
     return DTYPES[preference]
 
 
+def cpu_kernels() -> str:
+    """Which matrix kernels CPU decoding uses: the native GEMV (and its instruction set) or PyTorch's."""
+    from engine import native
+
+    return f"native {native.isa()}" if native.available() else "PyTorch"
+
+
 def report() -> DeviceReport:
     cuda = available("cuda")
     return DeviceReport(cuda=cuda, cuda_name=torch.cuda.get_device_name(0) if cuda else None, mps=available("mps"),
-                        cpu_threads=torch.get_num_threads(), chosen=pick_device("auto").type)
+                        cpu_threads=torch.get_num_threads(), chosen=pick_device("auto").type,
+                        cpu_kernels=cpu_kernels())

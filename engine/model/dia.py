@@ -204,10 +204,14 @@ class DiaModel(nn.Module):
         """Per-machine kernel choices; call after loading (``load_dia`` does)."""
         from engine.model.layers import slow_reduced_precision_matmul
 
+        from engine import native
+
         upcast = 16 if self.dtype != torch.float32 and slow_reduced_precision_matmul(self.device) else None
+        gemv = self.device.type == "cpu" and self.dtype == torch.bfloat16 and native.available()
         for module in self.modules():
             if isinstance(module, Linear):
                 module.upcast_rows = upcast
+                module.native_rows = 4 if gemv else 0
 
     def projections(self) -> list[tuple[nn.Module, str]]:
         """(owner, attribute) of every projection streamed per decoder step."""
@@ -226,7 +230,8 @@ class DiaModel(nn.Module):
     def quantize(self, mode: str) -> str:
         """int8 decoder projections (the per-step weight stream halves vs bf16); returns the kernel used.
 
-        ``int8``: weight-only (activations keep bf16/fp32 precision), the faithful mode.
+        ``int8``: weight-only (activations keep bf16/fp32 precision), the faithful mode; on x86 CPUs
+        with ``engine.native`` built it runs at memory speed with float32 activations.
         ``int8-dynamic``: FBGEMM/QNNPACK's int8 GEMV, which also quantises each step's activations
         per call: about twice as fast as weight-only on x86 CPUs, a little less exact; falls back to
         weight-only where those kernels are missing (GPUs, builds without them).
@@ -235,6 +240,10 @@ class DiaModel(nn.Module):
 
         if mode not in ("int8", "int8-dynamic"):
             raise ValueError(f"unknown quantisation {mode!r}")
-        kind = "int8" if mode == "int8-dynamic" and self.device.type == "cpu" and kernel_available("int8") else "int8-wo"
+        cpu = self.device.type == "cpu"
+        if mode == "int8-dynamic" and cpu and kernel_available("int8"):
+            kind = "int8"
+        else:
+            kind = "int8-native" if cpu and kernel_available("int8-native") else "int8-wo"
         self.use_kernel(kind)
         return kind

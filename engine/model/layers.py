@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import native
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm with an always-float32 gain; returns float32 (one fused kernel)."""
@@ -42,6 +44,8 @@ class Linear(nn.Module):
     """
 
     upcast_rows: int | None = None
+    # inputs of at most this many rows run on the native bf16 GEMV (``engine.native``); 0 = never
+    native_rows: int = 0
 
     def __init__(self, in_features: int, out_features: int, device=None, dtype=None) -> None:
         super().__init__()
@@ -51,7 +55,11 @@ class Linear(nn.Module):
                                    requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upcast_rows is not None and x.numel() >= self.upcast_rows * x.shape[-1]:
+        rows = x.numel() // x.shape[-1]
+        if rows <= self.native_rows:
+            out = native.gemv_bf16(x.reshape(rows, x.shape[-1]), self.weight)
+            return out.view(*x.shape[:-1], self.out_features)
+        if self.upcast_rows is not None and rows >= self.upcast_rows:
             return F.linear(x.float(), self.weight.float())
         return F.linear(x.to(self.weight.dtype), self.weight)
 
@@ -115,6 +123,27 @@ class Int8Linear(nn.Module):
         else:
             out = F.linear(x2, self.weight_int8.to(self.act_dtype)) * self.scales
         return out.reshape(*shape[:-1], self.out_features)
+
+
+class NativeInt8Linear(Int8Linear):
+    """Weight-only int8 on the native GEMV (``engine.native``): float32 activations and scales, so
+    only the weights are rounded. Many-row inputs (prefill) use a float32 copy of the weight."""
+
+    native_rows = 4
+
+    @classmethod
+    def from_linear(cls, linear: "Linear", act_dtype: torch.dtype = torch.float32) -> "NativeInt8Linear":
+        return super().from_linear(linear, torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[-1]
+        rows = x.numel() // k
+        x2 = x.reshape(rows, k)
+        if rows <= self.native_rows:
+            out = native.gemv_int8(x2, self.weight_int8, self.scales)
+        else:
+            out = F.linear(x2.float(), self.weight_int8.float() * self.scales[:, None])
+        return out.view(*x.shape[:-1], self.out_features)
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,120 @@
+"""Optional native CPU kernels (``gemv.cpp``): few-row bf16 and weight-only int8 matrix products
+that run at memory speed where PyTorch's own kernels do not (see ``engine.model.kernels``).
+
+The library is compiled once per install against the installed PyTorch (``python -m
+engine.native``; ``scripts/setup.sh`` and the bundle build do it) and loaded with
+``torch.ops.load_library``. Everything works without it: ``available()`` is then False and the
+engine keeps PyTorch's kernels. It is never compiled at run time.
+
+Set ``DIA_STUDIO_NATIVE=0`` to disable it, ``DIA_NATIVE_ISA=avx2|scalar`` to cap the code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SOURCES = (HERE / "gemv.cpp", HERE / "gemv_block.inc")
+NAME = "dia_native"
+# instruction sets whose code beats PyTorch's kernels; "scalar" is only a correctness fallback
+FAST_ISAS = ("avx512", "avx2")
+
+
+def build_tag() -> str:
+    """What a built library is tied to: the PyTorch build (C++ ABI), the platform and the sources."""
+    digest = hashlib.sha256()
+    for source in SOURCES:
+        digest.update(source.read_bytes())
+    return f"torch-{torch.__version__}-{sys.platform}-{platform.machine()}-{digest.hexdigest()[:12]}"
+
+
+def build_dir(root: Path | None = None) -> Path:
+    return (root or HERE / "_build") / build_tag()
+
+
+def library_file(root: Path | None = None) -> Path:
+    suffix = {"win32": ".pyd", "darwin": ".so"}.get(sys.platform, ".so")
+    return build_dir(root) / f"{NAME}{suffix}"
+
+
+def build(root: Path | None = None, verbose: bool = False) -> Path:
+    """Compile the library for the installed PyTorch (needs a C++ compiler and ``ninja``)."""
+    from torch.utils import cpp_extension
+
+    out = build_dir(root)
+    for stale in out.parent.glob("torch-*"):  # builds for another torch or older sources
+        if stale != out:
+            shutil.rmtree(stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
+    cflags = ["/O2"] if sys.platform == "win32" else ["-O3", *openmp]
+    path = cpp_extension.load(name=NAME, sources=[str(SOURCES[0])], build_directory=str(out),
+                              extra_cflags=cflags, extra_ldflags=openmp, is_python_module=False,
+                              verbose=verbose)
+    (out / "build.json").write_text(json.dumps({"tag": build_tag(), "library": Path(path).name}))
+    return Path(path)
+
+
+@lru_cache(maxsize=None)
+def _load(root: str | None) -> str:
+    """Load the built library once; returns its ISA ("" when it is missing, stale or disabled)."""
+    if os.environ.get("DIA_STUDIO_NATIVE", "1") == "0":
+        return ""
+    path = library_file(Path(root) if root else None)
+    stamp = path.parent / "build.json"
+    if not path.is_file() or not stamp.is_file():
+        return ""
+    try:
+        if json.loads(stamp.read_text()).get("tag") != build_tag():
+            return ""
+        torch.ops.load_library(str(path))
+        return str(torch.ops.dia_native.isa())
+    except (OSError, RuntimeError, ValueError):
+        return ""
+
+
+def isa(root: Path | None = None) -> str:
+    """The code path the loaded library takes on this CPU, or "" when it is not loaded."""
+    return _load(str(root) if root else None)
+
+
+def available(root: Path | None = None) -> bool:
+    """True when the native kernels are loaded and faster than PyTorch's on this CPU."""
+    return isa(root) in FAST_ISAS
+
+
+def gemv_bf16(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x (R, K) @ weight (N, K) bf16 .T`` in float32; call only when ``available()``."""
+    return torch.ops.dia_native.gemv_bf16(x, weight)
+
+
+def gemv_int8(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """``(x (R, K) @ weight (N, K) int8 .T) * scales (N)`` in float32; call only when ``available()``."""
+    return torch.ops.dia_native.gemv_int8(x, weight, scales)
+
+
+def check_kernels() -> dict:
+    """Prove the loaded kernels compute what PyTorch computes (for ``dia-studio --self-test``)."""
+    state = isa()
+    detail = {"isa": state or None, "library": str(library_file()) if state else None}
+    if state:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(3, 200, generator=gen)
+        w = torch.randn(37, 200, generator=gen)
+        scales = torch.rand(37, generator=gen)
+        want = x @ w.to(torch.bfloat16).float().T
+        if not torch.allclose(gemv_bf16(x, w.to(torch.bfloat16)), want, atol=1e-3, rtol=1e-4):
+            raise RuntimeError("the native bf16 GEMV disagrees with PyTorch")
+        q = w.clamp(-3, 3).mul(40).round().to(torch.int8)
+        if not torch.allclose(gemv_int8(x, q, scales), (x @ q.float().T) * scales, atol=1e-3, rtol=1e-4):
+            raise RuntimeError("the native int8 GEMV disagrees with PyTorch")
+    return detail
