@@ -37,8 +37,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--quantize", choices=["int8", "int8-dynamic"],
-                   help="int8 decoder weights: 'int8' is weight-only (faithful), 'int8-dynamic' also quantises "
-                        "activations (fastest on a CPU, a little less exact)")
+                   help="int8 decoder weights: 'int8' is weight-only (float32 activations; the recommended "
+                        "mode), 'int8-dynamic' also quantises activations (FBGEMM/QNNPACK; only faster where "
+                        "the native kernels are not built)")
     p.add_argument("--offline", action="store_true", help="never download; use local folders or the Hugging Face cache")
 
 

@@ -115,6 +115,17 @@ class DiaModel(nn.Module):
         3-5x slower for decoding shapes; the model dtype on GPUs (half the cache bandwidth)."""
         return torch.float32 if self.device.type == "cpu" else self.dtype
 
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """Key/value caches: bfloat16 for bf16 models on the CPU when the native single-query attention
+        (``engine.native``) reads them (half the bytes per step, as transformers keeps them in bf16),
+        else the attention dtype."""
+        from engine import native
+
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16 and native.available():
+            return torch.bfloat16
+        return self.attn_dtype
+
     # ------------------------------------------------------------------ encoder
     @torch.inference_mode()
     def encode(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,11 +154,11 @@ class DiaModel(nn.Module):
             if cfg.cross_attn_rope:
                 cos, sin = rope_tables(torch.arange(s, device=enc.device), layer.cross_head_dim, cfg.rope_theta)
                 k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
-            cross_k.append(k.contiguous())
-            cross_v.append(v.contiguous())
+            cross_k.append(k.to(self.cache_dtype).contiguous())
+            cross_v.append(v.to(self.cache_dtype).contiguous())
         cache_shape = (r, cfg.dec_kv_heads, capacity, cfg.dec_head_dim)
-        self_k = [torch.zeros(cache_shape, device=enc.device, dtype=self.attn_dtype) for _ in self.decoder_layers]
-        self_v = [torch.zeros(cache_shape, device=enc.device, dtype=self.attn_dtype) for _ in self.decoder_layers]
+        self_k = [torch.zeros(cache_shape, device=enc.device, dtype=self.cache_dtype) for _ in self.decoder_layers]
+        self_v = [torch.zeros(cache_shape, device=enc.device, dtype=self.cache_dtype) for _ in self.decoder_layers]
         cross_mask = None if enc_mask is None or bool(enc_mask.all()) else enc_mask[:, None, None, :]
         return DecoderState(self_k, self_v, cross_k, cross_v, cross_mask, capacity)
 
@@ -233,7 +244,8 @@ class DiaModel(nn.Module):
         ``int8``: weight-only (activations keep bf16/fp32 precision), the faithful mode; on x86 CPUs
         with ``engine.native`` built it runs at memory speed with float32 activations.
         ``int8-dynamic``: FBGEMM/QNNPACK's int8 GEMV, which also quantises each step's activations
-        per call: about twice as fast as weight-only on x86 CPUs, a little less exact; falls back to
+        per call: a little less exact; about as fast as native weight-only on x86, faster than
+        ``aten._weight_int8pack_mm`` where the native kernels are not built; falls back to
         weight-only where those kernels are missing (GPUs, builds without them).
         """
         from engine.model.kernels import kernel_available

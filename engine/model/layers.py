@@ -165,11 +165,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     """Scaled-dot-product attention with Dia's scale of 1.0 (the 1/sqrt(d) is folded into the weights).
 
     ``q`` (R, Hq, T, d), ``k``/``v`` (R, Hkv, L, d) with Hq a multiple of Hkv; ``mask`` is a boolean
-    "may attend" mask broadcastable to (R, Hq, T, L) or None. Grouped heads are handled by folding
+    "may attend" mask broadcastable to (R, Hq, T, L) or None. ``k``/``v`` may be a bf16 cache under
+    float32 queries (CPU, ``engine.native`` built). Grouped heads are handled by folding
     the query group into the sequence axis, so no key/value copies are made.
     """
     r, hq, t, d = q.shape
     hkv = k.shape[1]
+    if k.dtype != q.dtype:
+        if t == 1 and k.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # a decoding step over a bf16 cache (DiaModel.cache_dtype): the native kernel reads it as is
+            return native.attend_bf16(q, k, v, None if mask is None else mask.reshape(r, k.shape[2]))
+        k, v = k.to(q.dtype), v.to(q.dtype)  # prefill over a bf16 cache: PyTorch's float32 attention
     if hq == hkv:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
     group = hq // hkv

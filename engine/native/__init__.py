@@ -1,5 +1,6 @@
-"""Optional native CPU kernels (``gemv.cpp``): few-row bf16 and weight-only int8 matrix products
-that run at memory speed where PyTorch's own kernels do not (see ``engine.model.kernels``).
+"""Optional native CPU kernels (``kernels.cpp``): few-row bf16 and weight-only int8 matrix
+products, and single-query attention over a bf16 key/value cache, that run at memory speed where
+PyTorch's own kernels do not (see ``engine.model.kernels`` and ``DiaModel.cache_dtype``).
 
 The library is compiled once per install against the installed PyTorch (``python -m
 engine.native``; ``scripts/setup.sh`` and the bundle build do it) and loaded with
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-SOURCES = (HERE / "gemv.cpp", HERE / "gemv_block.inc")
+SOURCES = (HERE / "kernels.cpp", HERE / "kernels_simd.inc")
 NAME = "dia_native"
 # instruction sets whose code beats PyTorch's kernels; "scalar" is only a correctness fallback
 FAST_ISAS = ("avx512", "avx2")
@@ -100,6 +101,13 @@ def gemv_bf16(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def gemv_int8(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """``(x (R, K) @ weight (N, K) int8 .T) * scales (N)`` in float32; call only when ``available()``."""
     return torch.ops.dia_native.gemv_int8(x, weight, scales)
+
+
+def attend_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                scale: float = 1.0) -> torch.Tensor:
+    """Single-query attention ``q (R, Hq, 1, d)`` over a bf16 cache ``k``/``v`` (R, Hkv, L, d) with an
+    optional "may attend" ``mask`` (R, L); float32 out (R, Hq, 1, d). Call only when ``available()``."""
+    return torch.ops.dia_native.attend_bf16(q, k, v, mask, scale)
 
 
 def check_kernels() -> dict:

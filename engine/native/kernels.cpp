@@ -1,0 +1,350 @@
+// Native CPU kernels for Dia's decoding steps on x86 CPUs.
+//
+// A decoding step multiplies two activation rows (the guidance pair) by every projection weight,
+// so its speed is how fast the weights stream from memory. PyTorch's bfloat16 GEMM on CPUs
+// without native bf16 dot products converts in a slow, compute-bound path (about half the memory
+// bandwidth here), and it has no weight-only int8 kernel that keeps up with memory either. These
+// kernels widen each weight to float32 in registers (bf16: a 16-bit shift; int8: sign extension
+// and conversion) and accumulate in float32 with FMA, so they run at memory speed. The same
+// widening lets a step attend over a bfloat16 key/value cache (half the bytes of float32) where
+// PyTorch's bf16 attention is several times slower than its float32 one.
+//
+//   dia_native::gemv_bf16(x, w)          x (R, K) float32, w (N, K) bfloat16        -> (R, N) float32
+//   dia_native::gemv_int8(x, w, scales)  x (R, K) float32, w (N, K) int8, scales (N) -> (R, N) float32
+//   dia_native::attend_bf16(q, k, v, mask, scale)  single-query attention over a bf16 K/V cache
+//   dia_native::isa()                    "avx512", "avx2" or "scalar" (portable loop: callers prefer PyTorch)
+//
+// Work is split over output rows / attention heads with at::parallel_for (PyTorch's thread pool).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DIA_X86 1
+#include <immintrin.h>
+#endif
+
+namespace {
+
+constexpr int64_t kRowsPerBlock = 4;  // weight rows walked together: 4 streams, 8 accumulators for R=2
+
+inline float bf16_to_float(uint16_t v) {
+  uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// Portable reference used for tails and for checking the vector paths in tests.
+template <typename W>
+inline float widen(W v);
+template <>
+inline float widen<uint16_t>(uint16_t v) { return bf16_to_float(v); }
+template <>
+inline float widen<int8_t>(int8_t v) { return static_cast<float>(v); }
+
+template <typename W>
+void dot_rows_scalar(const float* x, int64_t rows, int64_t K, const W* w, int64_t n0, int64_t n1,
+                     float* out, int64_t N, int64_t k0) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const W* wr = w + n * K;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * K;
+      float acc = 0.f;
+      for (int64_t k = k0; k < K; ++k) acc += widen<W>(wr[k]) * xr[k];
+      out[r * N + n] += acc;
+    }
+  }
+}
+
+// Ask for the cache lines of ``count`` elements from ``p`` ahead of use (keys/values stream from memory).
+template <typename KV>
+inline void prefetch_rows(const KV* p, int64_t count) {
+#ifdef DIA_X86
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < count * static_cast<int64_t>(sizeof(KV)); b += 64) _mm_prefetch(bytes + b, _MM_HINT_T0);
+#else
+  (void)p;
+  (void)count;
+#endif
+}
+
+// Portable single-query attention (see attend_task in kernels_simd.inc, which falls back to it).
+template <typename KV>
+void attend_scalar(const float* q, int64_t g, int64_t d, const KV* k, const KV* v, int64_t L, const uint8_t* mask,
+                   float scale, float* scores, float* out) {
+  for (int64_t gi = 0; gi < g; ++gi) {
+    const float* qg = q + gi * d;
+    float* s = scores + gi * L;
+    float top = -std::numeric_limits<float>::infinity();
+    for (int64_t l = 0; l < L; ++l) {
+      float acc = 0.f;
+      for (int64_t j = 0; j < d; ++j) acc += widen<KV>(k[l * d + j]) * qg[j];
+      s[l] = (mask != nullptr && mask[l] == 0) ? -std::numeric_limits<float>::infinity() : acc * scale;
+      top = std::max(top, s[l]);
+    }
+    float* o = out + gi * d;
+    for (int64_t j = 0; j < d; ++j) o[j] = 0.f;
+    if (top == -std::numeric_limits<float>::infinity()) continue;
+    float total = 0.f;
+    for (int64_t l = 0; l < L; ++l) total += (s[l] = std::exp(s[l] - top));
+    for (int64_t l = 0; l < L; ++l) {
+      const float p = s[l] / total;
+      for (int64_t j = 0; j < d; ++j) o[j] += p * widen<KV>(v[l * d + j]);
+    }
+  }
+}
+
+// One 64-byte cache line of a weight row holds this many weights.
+template <typename W>
+constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(W));
+
+#ifdef DIA_X86
+
+namespace avx512 {
+#define DIA_TARGET __attribute__((target("avx512f,avx512bw")))
+struct Vec {
+  using T = __m512;
+  static constexpr int64_t kLanes = 16;
+  DIA_TARGET static inline T zero() { return _mm512_setzero_ps(); }
+  DIA_TARGET static inline T load(const float* p) { return _mm512_loadu_ps(p); }
+  DIA_TARGET static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  DIA_TARGET static inline T set1(float v) { return _mm512_set1_ps(v); }
+  DIA_TARGET static inline T widen(const uint16_t* p) {  // bf16 -> f32 is a 16-bit shift
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  }
+  DIA_TARGET static inline T widen(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  DIA_TARGET static inline T fma(T a, T b, T acc) { return _mm512_fmadd_ps(a, b, acc); }
+  DIA_TARGET static inline T add(T a, T b) { return _mm512_add_ps(a, b); }
+  DIA_TARGET static inline T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  DIA_TARGET static inline T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  DIA_TARGET static inline float sum(T v) { return _mm512_reduce_add_ps(v); }
+  // e^x for x <= 0 (softmax): range reduction by ln 2, degree-6 polynomial (~1 ulp), exact 0 below -87.3
+  DIA_TARGET static inline T exp(T x) {
+    const T lo = _mm512_set1_ps(-87.3f);
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+    x = _mm512_max_ps(x, lo);
+    const T n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    T r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    T p = _mm512_set1_ps(1.f / 720);
+    for (float c : {1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, n));
+  }
+};
+#include "kernels_simd.inc"
+#undef DIA_TARGET
+}  // namespace avx512
+
+namespace avx2 {
+#define DIA_TARGET __attribute__((target("avx2,fma")))
+struct Vec {
+  using T = __m256;
+  static constexpr int64_t kLanes = 8;
+  DIA_TARGET static inline T zero() { return _mm256_setzero_ps(); }
+  DIA_TARGET static inline T load(const float* p) { return _mm256_loadu_ps(p); }
+  DIA_TARGET static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  DIA_TARGET static inline T set1(float v) { return _mm256_set1_ps(v); }
+  DIA_TARGET static inline T widen(const uint16_t* p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  DIA_TARGET static inline T widen(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  DIA_TARGET static inline T fma(T a, T b, T acc) { return _mm256_fmadd_ps(a, b, acc); }
+  DIA_TARGET static inline T add(T a, T b) { return _mm256_add_ps(a, b); }
+  DIA_TARGET static inline T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  DIA_TARGET static inline T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  DIA_TARGET static inline float sum(T v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  DIA_TARGET static inline T exp(T x) {  // as avx512::Vec::exp, with 2^n built in the exponent bits
+    const T lo = _mm256_set1_ps(-87.3f);
+    const T keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+    x = _mm256_max_ps(x, lo);
+    const T n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    T r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    T p = _mm256_set1_ps(1.f / 720);
+    for (float c : {1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
+  }
+};
+#include "kernels_simd.inc"
+#undef DIA_TARGET
+}  // namespace avx2
+
+enum class Isa { kNone, kAvx2, kAvx512 };
+
+// DIA_NATIVE_ISA=avx2|scalar caps the path taken (tests run every path on one machine).
+Isa detect_isa() {
+  const char* cap = std::getenv("DIA_NATIVE_ISA");
+  if (cap != nullptr && std::strcmp(cap, "scalar") == 0) return Isa::kNone;
+  const bool allow512 = cap == nullptr || std::strcmp(cap, "avx512") == 0;
+  __builtin_cpu_init();
+  if (allow512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  return Isa::kNone;
+}
+
+#else
+
+enum class Isa { kNone };
+Isa detect_isa() { return Isa::kNone; }
+
+#endif
+
+Isa isa() {
+  static const Isa value = detect_isa();
+  return value;
+}
+
+template <typename W>
+void run_block(const float* x, int64_t rows, int64_t K, const W* w, int64_t n0, int64_t n1, float* out,
+               int64_t N) {
+#ifdef DIA_X86
+  if (isa() == Isa::kAvx512) return avx512::block<W>(x, rows, K, w, n0, n1, out, N);
+  if (isa() == Isa::kAvx2) return avx2::block<W>(x, rows, K, w, n0, n1, out, N);
+#endif
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t n = n0; n < n1; ++n) out[i * N + n] = 0.f;
+  dot_rows_scalar<W>(x, rows, K, w, n0, n1, out, N, 0);
+}
+
+template <typename KV>
+void run_attend(const float* q, int64_t g, int64_t d, const KV* k, const KV* v, int64_t L, const uint8_t* mask,
+                float scale, float* scores, float* out) {
+#ifdef DIA_X86
+  if (isa() == Isa::kAvx512) return avx512::attend_task<KV>(q, g, d, k, v, L, mask, scale, scores, out);
+  if (isa() == Isa::kAvx2) return avx2::attend_task<KV>(q, g, d, k, v, L, mask, scale, scores, out);
+#endif
+  attend_scalar<KV>(q, g, d, k, v, L, mask, scale, scores, out);
+}
+
+at::Tensor check_x(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(x.device().is_cpu() && w.device().is_cpu(), "dia_native: CPU tensors only");
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2, "dia_native: x must be (R, K) and w (N, K)");
+  TORCH_CHECK(x.size(1) == w.size(1), "dia_native: x has ", x.size(1), " columns, w has ", w.size(1));
+  TORCH_CHECK(w.is_contiguous(), "dia_native: w must be contiguous");
+  return x.to(at::kFloat).contiguous();
+}
+
+// scales (N floats, may be null) multiply each output column: per-channel int8 dequantisation
+template <typename W>
+at::Tensor gemv(const at::Tensor& x32, const at::Tensor& w, const W* wp, const float* scales) {
+  const int64_t rows = x32.size(0), K = x32.size(1), N = w.size(0);
+  at::Tensor out = at::empty({rows, N}, x32.options());
+  const float* xp = x32.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  // grain: at least 64 output rows per task, so small projections are not split into tiny pieces
+  const int64_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
+  at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = b0 * kRowsPerBlock, n1 = std::min(N, b1 * kRowsPerBlock);
+    run_block<W>(xp, rows, K, wp, n0, n1, op, N);
+    if (scales != nullptr) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t n = n0; n < n1; ++n) op[r * N + n] *= scales[n];
+    }
+  });
+  return out;
+}
+
+at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(w.scalar_type() == at::kBFloat16, "dia_native::gemv_bf16: w must be bfloat16");
+  at::Tensor x32 = check_x(x, w);
+  return gemv<uint16_t>(x32, w, reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), nullptr);
+}
+
+at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales) {
+  TORCH_CHECK(w.scalar_type() == at::kChar, "dia_native::gemv_int8: w must be int8");
+  TORCH_CHECK(scales.dim() == 1 && scales.size(0) == w.size(0), "dia_native::gemv_int8: one scale per row of w");
+  at::Tensor x32 = check_x(x, w);
+  at::Tensor s32 = scales.to(at::kFloat).contiguous();
+  return gemv<int8_t>(x32, w, w.data_ptr<int8_t>(), s32.data_ptr<float>());
+}
+
+// Single-query attention over a bf16 key/value cache: q (R, Hq, 1, d) float32, k/v (R, Hkv, L, d)
+// bfloat16 with contiguous rows (any row/head strides: a slice of a longer cache is fine),
+// mask (R, L) bool or None -> (R, Hq, 1, d) float32. Hq must be a multiple of Hkv.
+at::Tensor attend_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const c10::optional<at::Tensor>& mask, double scale) {
+  TORCH_CHECK(q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu(), "dia_native: CPU tensors only");
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) == 1,
+              "dia_native::attend_bf16: q must be (R, Hq, 1, d), k and v (R, Hkv, L, d)");
+  TORCH_CHECK(k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16,
+              "dia_native::attend_bf16: k and v must be bfloat16");
+  TORCH_CHECK(k.sizes() == v.sizes(), "dia_native::attend_bf16: k and v differ in shape");
+  const int64_t R = q.size(0), Hq = q.size(1), d = q.size(3), Hkv = k.size(1), L = k.size(2);
+  TORCH_CHECK(k.size(0) == R && k.size(3) == d && Hkv > 0 && Hq % Hkv == 0,
+              "dia_native::attend_bf16: q and k/v shapes do not match");
+  TORCH_CHECK(k.stride(3) == 1 && k.stride(2) == d && v.stride(3) == 1 && v.stride(2) == d &&
+                  k.stride(1) == v.stride(1) && k.stride(0) == v.stride(0),
+              "dia_native::attend_bf16: k/v rows must be contiguous with the same layout");
+  at::Tensor m8;
+  if (mask.has_value()) {
+    TORCH_CHECK(mask->dim() == 2 && mask->size(0) == R && mask->size(1) == L, "dia_native::attend_bf16: mask must be (R, L)");
+    m8 = mask->to(at::kByte).contiguous();
+  }
+  at::Tensor q32 = q.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({R, Hq, 1, d}, q32.options());
+  const int64_t g = Hq / Hkv;
+  const float* qp = q32.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const auto* kp = reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>());
+  const auto* vp = reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>());
+  const uint8_t* mp = m8.defined() ? m8.data_ptr<uint8_t>() : nullptr;
+  at::parallel_for(0, R * Hkv, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> scores(static_cast<size_t>(g * L));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r = t / Hkv, h = t % Hkv;
+      const int64_t kv_off = r * k.stride(0) + h * k.stride(1);
+      run_attend<uint16_t>(qp + (r * Hq + h * g) * d, g, d, kp + kv_off, vp + kv_off, L,
+                           mp != nullptr ? mp + r * L : nullptr, static_cast<float>(scale), scores.data(),
+                           op + (r * Hq + h * g) * d);
+    }
+  });
+  return out;
+}
+
+std::string isa_name() {
+  switch (isa()) {
+#ifdef DIA_X86
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+#endif
+    default: return "scalar";
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY(dia_native, m) {
+  m.def("gemv_bf16(Tensor x, Tensor w) -> Tensor");
+  m.def("gemv_int8(Tensor x, Tensor w, Tensor scales) -> Tensor");
+  m.def("attend_bf16(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor");
+  m.def("isa() -> str", &isa_name);
+}
+
+TORCH_LIBRARY_IMPL(dia_native, CPU, m) {
+  m.impl("gemv_bf16", &gemv_bf16);
+  m.impl("gemv_int8", &gemv_int8);
+  m.impl("attend_bf16", &attend_bf16);
+}
