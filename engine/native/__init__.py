@@ -43,24 +43,33 @@ def build_dir(root: Path | None = None) -> Path:
 
 
 def library_file(root: Path | None = None) -> Path:
-    suffix = {"win32": ".pyd", "darwin": ".so"}.get(sys.platform, ".so")
-    return build_dir(root) / f"{NAME}{suffix}"
+    return build_dir(root) / f"{NAME}.so"
+
+
+def supported() -> bool:
+    """Where the kernels are built: Linux on x86-64 (GCC/Clang vector code, OpenMP like PyTorch's).
+
+    Elsewhere the engine keeps PyTorch's kernels: MSVC has no per-function target attributes for
+    the vector paths, Apple silicon has no x86 vectors, and Apple's clang has no OpenMP.
+    """
+    return sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 
 
 def build(root: Path | None = None, verbose: bool = False) -> Path:
     """Compile the library for the installed PyTorch (needs a C++ compiler and ``ninja``)."""
     from torch.utils import cpp_extension
 
+    if not supported():
+        raise RuntimeError(f"native kernels are built on Linux x86-64 only (this is {sys.platform} "
+                           f"{platform.machine()})")
     out = build_dir(root)
     for stale in out.parent.glob("torch-*"):  # builds for another torch or older sources
         if stale != out:
             shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
-    cflags = ["/O2"] if sys.platform == "win32" else ["-O3", *openmp]
     path = cpp_extension.load(name=NAME, sources=[str(SOURCES[0])], build_directory=str(out),
-                              extra_cflags=cflags, extra_ldflags=openmp, is_python_module=False,
-                              verbose=verbose)
+                              extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                              is_python_module=False, verbose=verbose)
     (out / "build.json").write_text(json.dumps({"tag": build_tag(), "library": Path(path).name}))
     return Path(path)
 

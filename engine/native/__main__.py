@@ -8,6 +8,9 @@ from engine import native
 
 
 def main() -> int:
+    if not native.supported():
+        print("native kernels: not built on this platform; Dia Studio uses PyTorch's kernels", file=sys.stderr)
+        return 0
     try:
         path = native.build(verbose="-v" in sys.argv)
     except Exception as exc:  # noqa: BLE001 - any compiler/toolchain failure: report, app still works

@@ -205,6 +205,20 @@ def test_disabled_or_stale_builds_are_not_loaded(tmp_path, monkeypatch):
         native._load.cache_clear()
 
 
+def test_platform_seam(monkeypatch):
+    import platform as platform_module
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert not native.supported()
+    with pytest.raises(RuntimeError, match="Linux x86-64 only"):
+        native.build()
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(platform_module, "machine", lambda: "aarch64")
+    assert not native.supported()
+    monkeypatch.setattr(platform_module, "machine", lambda: "x86_64")
+    assert native.supported()
+
+
 def test_build_tag_follows_torch_and_sources():
     tag = native.build_tag()
     assert torch.__version__ in tag and sys.platform in tag
