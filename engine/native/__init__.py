@@ -119,6 +119,12 @@ def attend_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.T
     return torch.ops.dia_native.attend_bf16(q, k, v, mask, scale)
 
 
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric int8 ``(q, scales)`` of a bf16/float32 weight in one pass, equal to
+    ``layers.Int8Linear``'s PyTorch expression; call only when ``available()``."""
+    return torch.ops.dia_native.quantize_int8(weight)
+
+
 def check_kernels() -> dict:
     """Prove the loaded kernels compute what PyTorch computes (for ``dia-studio --self-test``)."""
     state = isa()

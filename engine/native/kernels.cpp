@@ -12,6 +12,7 @@
 //   dia_native::gemv_bf16(x, w)          x (R, K) float32, w (N, K) bfloat16        -> (R, N) float32
 //   dia_native::gemv_int8(x, w, scales)  x (R, K) float32, w (N, K) int8, scales (N) -> (R, N) float32
 //   dia_native::attend_bf16(q, k, v, mask, scale)  single-query attention over a bf16 K/V cache
+//   dia_native::quantize_int8(w)        per-row symmetric int8 weights and float32 scales, one pass
 //   dia_native::isa()                    "avx512", "avx2" or "scalar" (portable loop: callers prefer PyTorch)
 //
 // Work is split over output rows / attention heads with at::parallel_for (PyTorch's thread pool).
@@ -23,11 +24,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
-#include <vector>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DIA_X86 1
@@ -324,6 +326,39 @@ at::Tensor attend_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   return out;
 }
 
+// Per-row symmetric int8 quantisation in one pass (the engine's --quantize int8 at load time):
+// scale = max(|w_row|, 1e-12) / 127, q = round-half-even(w / scale) in [-127, 127]. The same float32
+// operations as the PyTorch expression in layers.Int8Linear.from_linear, so the results are equal.
+std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
+  TORCH_CHECK(w.device().is_cpu() && w.dim() == 2, "dia_native::quantize_int8: w must be a 2-D CPU tensor");
+  at::Tensor w32 = w.scalar_type() == at::kFloat ? w.contiguous() : at::Tensor();
+  const bool bf16 = w.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(bf16 || w32.defined(), "dia_native::quantize_int8: w must be bfloat16 or float32");
+  at::Tensor wc = bf16 ? w.contiguous() : w32;
+  const int64_t N = w.size(0), K = w.size(1);
+  at::Tensor q = at::empty({N, K}, w.options().dtype(at::kChar));
+  at::Tensor scales = at::empty({N}, w.options().dtype(at::kFloat));
+  const auto* src16 = bf16 ? reinterpret_cast<const uint16_t*>(wc.data_ptr<at::BFloat16>()) : nullptr;
+  const float* src32 = bf16 ? nullptr : wc.data_ptr<float>();
+  int8_t* qp = q.data_ptr<int8_t>();
+  float* sp = scales.data_ptr<float>();
+  at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = n0; n < n1; ++n) {
+      float top = 0.f;
+      for (int64_t k = 0; k < K; ++k) {
+        row[k] = bf16 ? bf16_to_float(src16[n * K + k]) : src32[n * K + k];
+        top = std::max(top, std::fabs(row[k]));
+      }
+      const float scale = std::max(top, 1e-12f) / 127.f;
+      sp[n] = scale;
+      for (int64_t k = 0; k < K; ++k)
+        qp[n * K + k] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, std::nearbyint(row[k] / scale))));
+    }
+  });
+  return std::make_tuple(q, scales);
+}
+
 std::string isa_name() {
   switch (isa()) {
 #ifdef DIA_X86
@@ -340,6 +375,7 @@ TORCH_LIBRARY(dia_native, m) {
   m.def("gemv_bf16(Tensor x, Tensor w) -> Tensor");
   m.def("gemv_int8(Tensor x, Tensor w, Tensor scales) -> Tensor");
   m.def("attend_bf16(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor");
+  m.def("quantize_int8(Tensor w) -> (Tensor, Tensor)");
   m.def("isa() -> str", &isa_name);
 }
 
@@ -347,4 +383,5 @@ TORCH_LIBRARY_IMPL(dia_native, CPU, m) {
   m.impl("gemv_bf16", &gemv_bf16);
   m.impl("gemv_int8", &gemv_int8);
   m.impl("attend_bf16", &attend_bf16);
+  m.impl("quantize_int8", &quantize_int8);
 }

@@ -275,3 +275,21 @@ def test_native_int8_prefill_path_matches_its_gemv(built):
     few = torch.cat([q(x[:, i:i + 2]) for i in range(0, 6, 2)], dim=1)  # 2 rows: the GEMV
     torch.testing.assert_close(many, few, atol=1e-4, rtol=1e-5)
     assert (many - F.linear(x, lin.weight.float())).abs().max() < 0.02 * many.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_native_quantisation_equals_the_pytorch_expression(built, dtype):
+    from engine.model.layers import Int8Linear, Linear
+
+    gen = torch.Generator().manual_seed(9)
+    w = torch.randn(300, 77, generator=gen) * torch.logspace(-4, 1, 300)[:, None]
+    w[3] = 0  # an all-zero row: the 1e-12 floor, all codes 0
+    w[4, :5] = torch.tensor([2.5, -2.5, 0.5, -1.5, 127.0])  # ties round half to even
+    lin = Linear(77, 300, dtype=dtype)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    ref = Int8Linear.from_linear(lin, torch.float32)
+    q, scales = native.quantize_int8(lin.weight)
+    assert torch.equal(q, ref.weight_int8) and torch.equal(scales, ref.scales)
+    with pytest.raises(RuntimeError, match="bfloat16 or float32"):
+        native.quantize_int8(torch.zeros(2, 2, dtype=torch.float16))
