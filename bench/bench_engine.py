@@ -267,6 +267,9 @@ def main() -> None:
     ap.add_argument("--fp32", action="store_true", help="also run both engines in float32 (slow)")
     ap.add_argument("--repeats", type=int, default=2, help="rounds over all configs (alternating); best is kept")
     ap.add_argument("--json", help="write all results to this file")
+    ap.add_argument("--only", help="comma-separated per-step configs to run besides transformers bf16 "
+                                   "(bf16, int8, int8-dynamic, torch-kernels); default: all")
+    ap.add_argument("--skip-agreement", action="store_true")
     args = ap.parse_args()
     if args.worker:
         result = {"ours": worker_ours, "hf": worker_hf, "agree": worker_agree}[args.worker](args)
@@ -279,6 +282,11 @@ def main() -> None:
     configs = [("hf", "bfloat16", "", "native"), ("ours", "bfloat16", "", "native"),
                ("ours", "bfloat16", "int8", "native"), ("ours", "bfloat16", "int8-dynamic", "native"),
                ("ours", "bfloat16", "", "torch")]
+    if args.only:
+        keep = {"bf16": ("", "native"), "int8": ("int8", "native"), "int8-dynamic": ("int8-dynamic", "native"),
+                "torch-kernels": ("", "torch")}
+        wanted = {keep[name] for name in args.only.split(",")}
+        configs = [c for c in configs if c[0] == "hf" or (c[2], c[3]) in wanted]
     if args.fp32:
         configs += [("hf", "float32", "", "native"), ("ours", "float32", "", "native")]
     runs: dict[str, list[dict]] = {}
@@ -303,6 +311,10 @@ def main() -> None:
         print(f"  {name}: ms/step per run " + ", ".join(fmt(r["ms_per_step"]) for r in rs))
     report = {"steps": args.steps, "rows": rows, "runs": runs}
 
+    if args.skip_agreement:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        return
     print("\nagreement on the same weights (random full-size weights have tiny logit margins, so even bf16 "
           "vs fp32 disagrees often: read the int8 rows against the bf16-vs-fp32 row):", flush=True)
     agree = spawn("agree", dia=dia, dac=dac, steps=min(args.steps, 150))
