@@ -331,10 +331,9 @@ at::Tensor attend_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 // operations as the PyTorch expression in layers.Int8Linear.from_linear, so the results are equal.
 std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
   TORCH_CHECK(w.device().is_cpu() && w.dim() == 2, "dia_native::quantize_int8: w must be a 2-D CPU tensor");
-  at::Tensor w32 = w.scalar_type() == at::kFloat ? w.contiguous() : at::Tensor();
   const bool bf16 = w.scalar_type() == at::kBFloat16;
-  TORCH_CHECK(bf16 || w32.defined(), "dia_native::quantize_int8: w must be bfloat16 or float32");
-  at::Tensor wc = bf16 ? w.contiguous() : w32;
+  TORCH_CHECK(bf16 || w.scalar_type() == at::kFloat, "dia_native::quantize_int8: w must be bfloat16 or float32");
+  const at::Tensor wc = w.contiguous();
   const int64_t N = w.size(0), K = w.size(1);
   at::Tensor q = at::empty({N, K}, w.options().dtype(at::kChar));
   at::Tensor scales = at::empty({N}, w.options().dtype(at::kFloat));
