@@ -116,15 +116,17 @@ class DiaModel(nn.Module):
         return torch.float32 if self.device.type == "cpu" else self.dtype
 
     @property
-    def cache_dtype(self) -> torch.dtype:
-        """Key/value caches: bfloat16 for bf16 models on the CPU when the native single-query attention
-        (``engine.native``) reads them (half the bytes per step, as transformers keeps them in bf16),
-        else the attention dtype."""
+    def native_kernels(self) -> bool:
+        """Whether decoding steps run on ``engine.native`` (bf16 models on a CPU where it is built)."""
         from engine import native
 
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16 and native.available():
-            return torch.bfloat16
-        return self.attn_dtype
+        return self.device.type == "cpu" and self.dtype == torch.bfloat16 and native.available()
+
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """Key/value caches: bfloat16 when the native single-query attention reads them (half the bytes
+        per step, as transformers keeps them in bf16), else the attention dtype."""
+        return torch.bfloat16 if self.native_kernels else self.attn_dtype
 
     # ------------------------------------------------------------------ encoder
     @torch.inference_mode()
@@ -145,6 +147,7 @@ class DiaModel(nn.Module):
         """Compute cross-attention K/V once and allocate the self-attention cache for ``capacity`` positions."""
         cfg = self.cfg
         r, s, _ = enc.shape
+        cache_dtype = self.cache_dtype
         cross_k, cross_v = [], []
         for layer in self.decoder_layers:
             kv = layer.cross_kv(enc).to(self.attn_dtype)
@@ -154,11 +157,11 @@ class DiaModel(nn.Module):
             if cfg.cross_attn_rope:
                 cos, sin = rope_tables(torch.arange(s, device=enc.device), layer.cross_head_dim, cfg.rope_theta)
                 k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
-            cross_k.append(k.to(self.cache_dtype).contiguous())
-            cross_v.append(v.to(self.cache_dtype).contiguous())
+            cross_k.append(k.to(cache_dtype).contiguous())
+            cross_v.append(v.to(cache_dtype).contiguous())
         cache_shape = (r, cfg.dec_kv_heads, capacity, cfg.dec_head_dim)
-        self_k = [torch.zeros(cache_shape, device=enc.device, dtype=self.cache_dtype) for _ in self.decoder_layers]
-        self_v = [torch.zeros(cache_shape, device=enc.device, dtype=self.cache_dtype) for _ in self.decoder_layers]
+        self_k = [torch.zeros(cache_shape, device=enc.device, dtype=cache_dtype) for _ in self.decoder_layers]
+        self_v = [torch.zeros(cache_shape, device=enc.device, dtype=cache_dtype) for _ in self.decoder_layers]
         cross_mask = None if enc_mask is None or bool(enc_mask.all()) else enc_mask[:, None, None, :]
         return DecoderState(self_k, self_v, cross_k, cross_v, cross_mask, capacity)
 
@@ -215,14 +218,12 @@ class DiaModel(nn.Module):
         """Per-machine kernel choices; call after loading (``load_dia`` does)."""
         from engine.model.layers import slow_reduced_precision_matmul
 
-        from engine import native
-
         upcast = 16 if self.dtype != torch.float32 and slow_reduced_precision_matmul(self.device) else None
-        gemv = self.device.type == "cpu" and self.dtype == torch.bfloat16 and native.available()
+        native_rows = 4 if self.native_kernels else 0
         for module in self.modules():
             if isinstance(module, Linear):
                 module.upcast_rows = upcast
-                module.native_rows = 4 if gemv else 0
+                module.native_rows = native_rows
 
     def projections(self) -> list[tuple[nn.Module, str]]:
         """(owner, attribute) of every projection streamed per decoder step."""
