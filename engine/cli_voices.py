@@ -102,9 +102,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _library(args: argparse.Namespace):
+    """Open the library; what its check on open recovered or moved aside is told on stderr."""
     from engine.voices import VoiceLibrary
 
-    return VoiceLibrary(getattr(args, "library", None))
+    library = VoiceLibrary(getattr(args, "library", None))
+    if library.open_report.notice:
+        print(f"notice: {library.open_report.notice}", file=sys.stderr)
+    return library
 
 
 def _transcriber(args: argparse.Namespace):

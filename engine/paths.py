@@ -3,13 +3,16 @@
 ``DIA_STUDIO_DATA_DIR`` overrides the location (tests, portable installs); otherwise it is the
 platform's user data directory for "Dia Studio" (on Linux ``$XDG_DATA_HOME/Dia Studio``, usually
 ``~/.local/share/Dia Studio``; ``%LOCALAPPDATA%\\Dia Studio`` on Windows;
-``~/Library/Application Support/Dia Studio`` on macOS).
+``~/Library/Application Support/Dia Studio`` on macOS). The folders are private (0700).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from engine.errors import StorageError
+from engine.files import ensure_private_dir
 
 APP_NAME = "Dia Studio"
 DATA_DIR_ENV = "DIA_STUDIO_DATA_DIR"
@@ -26,7 +29,7 @@ def data_dir(*, create: bool = True) -> Path:
         # appauthor=False: no "<author>\<app>" nesting on Windows.
         path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=False))
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        _create(path)
     return path
 
 
@@ -34,5 +37,16 @@ def voices_dir(*, create: bool = True) -> Path:
     """The voice library's folder inside the data directory."""
     path = data_dir(create=create) / "voices"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        _create(path)
     return path
+
+
+def _create(path: Path) -> None:
+    """Create a private folder; an existing one on a read-only medium is used as it is."""
+    if path.is_dir() and not os.access(path, os.W_OK):
+        return
+    try:
+        ensure_private_dir(path)
+    except OSError as exc:
+        raise StorageError(f"Can't create the data folder {path}: {exc}. Set {DATA_DIR_ENV} to a writable "
+                           "folder, or fix the permissions.") from exc

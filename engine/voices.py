@@ -5,12 +5,19 @@ Layout under the library root (default ``<data dir>/voices``)::
     library.sqlite3                 one row per sample (SQLite, WAL)
     samples/<uid>/voice.flac        the prompt audio: 44.1 kHz mono, trimmed, loudness-normalised
     samples/<uid>/original.<ext>    the user's file byte for byte (or the raw recording)
+    samples/<uid>/voice.json        a copy of the sample's row, to rebuild a lost database
+    recovery/                       what ``check()`` found but couldn't recover (moved, never deleted)
 
-Crash safety: a sample's files are written to ``samples/.staging-*`` first. Under the database
-write lock the row is inserted, the staging folder renamed to its final name, and the transaction
-committed; so a folder without a row can exist after a crash, never a row without its folder.
-Deleting commits the row's removal first and removes the folder afterwards. ``check()`` (run on
-open) removes such leftover folders and repairs or drops rows whose files went missing.
+Everything is private (files 0600, folders 0700). Crash safety: a sample's files are written to
+``samples/.staging-*`` first. Under the database write lock the row is inserted, ``voice.json``
+written, the staging folder renamed to its final name, and the transaction committed; so a folder
+without a row can exist after a crash, never a row without its folder. Deleting renames the folder
+to ``.trash-<uid>-…`` in the transaction that deletes the row and removes it after the commit.
+
+``check()`` (run on open) never deletes a voice: a folder without a row gets its row back from its
+``voice.json`` (so a lost or emptied database is rebuilt), one that can't be recovered is moved to
+``recovery/``. Only stale ``.staging-*`` folders and the ``.trash-*`` of committed deletes are
+removed. A library whose folder can't be written opens read-only (list, play, export).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import shutil
 import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,12 +42,30 @@ import numpy as np
 from engine import audio
 from engine.errors import (
     AudioDecodeFailedError,
+    DiaStudioError,
     InvalidParameterError,
     InvalidVoiceSampleError,
     MissingTranscriptError,
+    StorageError,
 )
-from engine.storage import Database
-from engine.voice_prompt import GAP_SECONDS, PromptPart, VoicePrompt, combine_parts
+from engine.files import (
+    PRIVATE_DIR_MODE,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+)
+from engine.storage import (
+    WRITE_ERRORS,
+    Database,
+    inside,
+    move_aside,
+    prepare_store,
+    recovery_notice,
+    storage_fault,
+    tighten_folder,
+)
+from engine.voice_prompt import GAP_SECONDS, PromptPart, VoicePrompt, check_clip, combine_parts
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +92,18 @@ EXPORT_VERSION = 1
 _TAG = re.compile(r"\[S(\d+)\]", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UID = re.compile(r"^[0-9a-f]{32}$")
+_ORIGINAL_FILE = re.compile(r"^original\.[a-z0-9]{1,8}$")
+_TRASH = re.compile(r"^\.trash-([0-9a-f]{32})-[0-9a-f]{32}$")
+
+DATABASE_NAME = "library.sqlite3"
+SIDECAR = "voice.json"
+"""Each sample folder's copy of its row (kept in step with it), so a lost database can be rebuilt."""
+SIDECAR_FORMAT = "dia-studio-voice"
+DAMAGED_HINT = (f"Rename {DATABASE_NAME} (e.g. to {DATABASE_NAME}.damaged) and open the library again: "
+                "Dia Studio rebuilds it from the sample folders, which keep every voice.")
+_COLUMNS = ("uid", "speaker_name", "transcript", "is_default", "duration", "created_at", "updated_at",
+            "original_filename", "original_format", "original_sample_rate", "original_channels",
+            "original_sha256", "original_file")
 
 SCHEMA = [
     """
@@ -170,15 +208,33 @@ class PreparedClip:
 
 @dataclass
 class CheckReport:
-    """What ``VoiceLibrary.check`` found and fixed."""
+    """What ``VoiceLibrary.check`` found and did; ``notice`` is the line to show the user."""
 
     removed_folders: list[str] = field(default_factory=list)
+    """Leftovers removed: stale ``.staging-*`` folders and the ``.trash-*`` of committed deletes."""
     removed_rows: list[int] = field(default_factory=list)
+    """Rows whose prompt audio and original were both gone (their folder, if any, is moved aside)."""
     rebuilt_audio: list[int] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    """Speaker names of samples whose row was rebuilt from their folder's ``voice.json``."""
+    moved_aside: list[str] = field(default_factory=list)
+    """Names of what couldn't be recovered, moved into ``recovery_dir``."""
+    recovery_dir: Path | None = None
+    restored: list[str] = field(default_factory=list)
+    """uids of samples whose interrupted (never committed) delete was undone."""
+    damaged_rows: list[int] = field(default_factory=list)
+    """Rows that can't be read: left as they are (``list`` skips them), their folders untouched."""
 
     @property
     def clean(self) -> bool:
-        return not (self.removed_folders or self.removed_rows or self.rebuilt_audio)
+        return not (self.removed_folders or self.removed_rows or self.rebuilt_audio or self.recovered
+                    or self.moved_aside or self.restored)
+
+    @property
+    def notice(self) -> str:
+        """One line saying what was recovered or moved aside, and where ("" if nothing was)."""
+        return recovery_notice("Voice library", ("voice", "voices"), len(self.recovered), len(self.moved_aside),
+                               len(self.removed_rows), self.recovery_dir)
 
 
 @dataclass
@@ -257,14 +313,77 @@ def _format_name(decoded: audio.DecodedAudio) -> str:
     return f"{container}/{codec}"
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # directories can't be opened for fsync on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
+def _sidecar_record(row) -> dict:
+    """What ``voice.json`` holds: the row, with its id (kept on a rebuild when still free)."""
+    return {"format": SIDECAR_FORMAT, "version": 1, "id": int(row["id"]), **{c: row[c] for c in _COLUMNS}}
+
+
+def _write_sidecar(folder: Path, row) -> bool:
+    """Bring ``folder/voice.json`` in step with ``row`` (atomic, private); True if it was rewritten."""
+    record = _sidecar_record(row)
+    path = folder / SIDECAR
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if json.loads(path.read_text(encoding="utf-8")) == record:
+            return False
+    except (OSError, ValueError):
+        pass
+    atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n", private=True)
+    return True
+
+
+def _iso(value) -> str:
+    datetime.fromisoformat(str(value))  # ValueError if it isn't a date
+    return str(value)
+
+
+def _count(value, low: int, high: int) -> int:
+    """An integer in [low, high] (booleans and fractions refused); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or float(value) != int(float(value)):
+        raise ValueError(f"{value!r} is not a whole number")
+    number = int(float(value))
+    if not low <= number <= high:
+        raise ValueError(f"{number} is outside {low}–{high}")
+    return number
+
+
+def _record_from_sidecar(data, uid: str) -> dict:
+    """The row a folder's ``voice.json`` describes, checked like an import; ValueError if unusable."""
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT or data.get("uid") != uid:
+        raise ValueError("it is not this folder's voice.json")
+    duration = float(data["duration"])
+    if not 0.0 < duration <= MAX_SECONDS + 1.0:
+        raise ValueError(f"bad duration {duration}")
+    original_file = str(data["original_file"])
+    if not _ORIGINAL_FILE.match(original_file):
+        raise ValueError(f"bad original file name {original_file!r}")
+    return {
+        "uid": uid, "speaker_name": clean_speaker_name(data["speaker_name"]),
+        "transcript": clean_transcript(data.get("transcript", "")),
+        "is_default": int(data.get("is_default") in (True, 1)), "duration": duration,
+        "created_at": _iso(data["created_at"]), "updated_at": _iso(data.get("updated_at", data["created_at"])),
+        "original_filename": str(data.get("original_filename") or original_file),
+        "original_format": str(data.get("original_format") or "unknown"),
+        "original_sample_rate": _count(data.get("original_sample_rate", SAMPLE_RATE), 1, 1_000_000),
+        "original_channels": _count(data.get("original_channels", 1), 1, 64),
+        "original_sha256": "", "original_file": original_file,
+    }
+
+
+def _insert(conn, record: dict, sample_id: int | None = None) -> int:
+    """Insert a voices row from ``record`` (all of ``_COLUMNS``), with ``sample_id`` if given."""
+    columns = (("id",) if sample_id is not None else ()) + _COLUMNS
+    values = ((sample_id,) if sample_id is not None else ()) + tuple(record[c] for c in _COLUMNS)
+    cur = conn.execute(f"INSERT INTO voices ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                       values)
+    return int(cur.lastrowid)
+
+
+def _remove_leftover(entry: Path) -> None:
+    """Delete a staging or trash leftover; a symlink is unlinked, never followed."""
+    if entry.is_symlink() or not entry.is_dir():
+        entry.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -272,14 +391,26 @@ def _publish(staging: Path, final: Path) -> None:
     os.replace(staging, final)
 
 
+MAX_INPUT_SECONDS = 2 * MAX_SECONDS
+"""A file or recording may hold this much before silence is trimmed; files are decoded no further
+(``decode_audio``'s ``max_seconds``), so a header can't make a voice import decode hours."""
+
+
 def prepare_clip(decoded: audio.DecodedAudio, label: str) -> PreparedClip:
     """Mono, 44.1 kHz, silence trimmed, loudness normalised; refuse what can't clone a voice.
 
-    ``label`` names the clip in messages (a file name, or ``recording``).
+    ``label`` names the clip in messages (a file name, or ``recording``). The rate, shape, samples
+    and length are checked before anything is resampled. Decode files for it with
+    ``max_seconds=MAX_INPUT_SECONDS``.
     """
     what = "The recording" if label == "recording" else f"'{label}'"
+    check_clip(decoded.samples, decoded.sample_rate, what)
     if decoded.frames == 0:
         raise InvalidVoiceSampleError(f"{what} is empty: it holds no audio.")
+    if decoded.truncated or decoded.duration > MAX_INPUT_SECONDS:
+        raise InvalidVoiceSampleError(
+            f"{what} is longer than {MAX_INPUT_SECONDS:g} s; the limit is {MAX_SECONDS:g} s of sound "
+            f"({RECOMMENDED_SECONDS[0]:g}–{RECOMMENDED_SECONDS[1]:g} s clones best). Trim it first.")
     mono = audio.resample(audio.to_mono(decoded.samples), decoded.sample_rate, SAMPLE_RATE)
     if audio.peak_dbfs(mono) < SILENCE_PEAK_DBFS:
         raise InvalidVoiceSampleError(f"{what} is silent: there is no voice to clone. Check the microphone.")
@@ -309,12 +440,20 @@ class VoiceLibrary:
             root = voices_dir()
         self.root = Path(root)
         self.samples_dir = self.root / "samples"
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.root / "library.sqlite3", SCHEMA)
-        if check_on_open:
-            report = self.check()
-            if not report.clean:
-                log.warning("voice library repaired on open: %s", report)
+        database = self.root / DATABASE_NAME
+        self.read_only = prepare_store(self.root, [self.samples_dir], database)
+        """The library's folder can't be written: it lists, plays and exports; changes are refused."""
+        self.db = Database(database, SCHEMA, read_only=self.read_only, damaged_hint=DAMAGED_HINT)
+        self.open_report = CheckReport()
+        """What the check on open did (``notice`` says it in one line for the user)."""
+        if check_on_open and not self.read_only:
+            try:
+                self.open_report = self.check()
+            except BaseException:
+                self.db.close()
+                raise
+            if not self.open_report.clean:
+                log.info("voice library checked on open: %s", self.open_report)
 
     def close(self) -> None:
         self.db.close()
@@ -327,22 +466,46 @@ class VoiceLibrary:
 
     # -- reading
 
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StorageError(
+                f"The voice library in {self.root} is read-only: its voices can be listed, played and "
+                "exported, but not changed. Copy the folder to a writable place (or make it writable) first.")
+
     def _sample(self, row) -> VoiceSample:
-        folder = self.samples_dir / row["uid"]
-        return VoiceSample(
-            id=int(row["id"]), speaker_name=row["speaker_name"], transcript=row["transcript"],
-            is_default=bool(row["is_default"]), duration=float(row["duration"]),
-            created_at=datetime.fromisoformat(row["created_at"]),
-            updated_at=datetime.fromisoformat(row["updated_at"]),
-            original_filename=row["original_filename"], original_format=row["original_format"],
-            paths=VoicePaths(folder, folder / "voice.flac", folder / row["original_file"]),
-            uid=row["uid"], original_sample_rate=int(row["original_sample_rate"]),
-            original_channels=int(row["original_channels"]), original_sha256=row["original_sha256"])
+        """The sample a row describes; a damaged row (bad value, a path that would leave the
+        library) raises ``StorageError`` and is never used to touch files."""
+        try:
+            uid, original_file = str(row["uid"]), str(row["original_file"])
+            if not _UID.match(uid) or not _ORIGINAL_FILE.match(original_file):
+                raise ValueError(f"unsafe file names {uid!r}, {original_file!r}")
+            folder = self.samples_dir / uid
+            if folder.is_symlink():
+                raise ValueError(f"its folder {folder.name} is a symbolic link")
+            return VoiceSample(
+                id=int(row["id"]), speaker_name=str(row["speaker_name"]), transcript=str(row["transcript"]),
+                is_default=bool(row["is_default"]), duration=float(row["duration"]),
+                created_at=datetime.fromisoformat(row["created_at"]),
+                updated_at=datetime.fromisoformat(row["updated_at"]),
+                original_filename=str(row["original_filename"]), original_format=str(row["original_format"]),
+                paths=VoicePaths(folder, folder / "voice.flac", folder / original_file),
+                uid=uid, original_sample_rate=int(row["original_sample_rate"]),
+                original_channels=int(row["original_channels"]), original_sha256=str(row["original_sha256"]))
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise StorageError(f"Voice {row['id']} is damaged in {self.db.path} ({exc}); it is skipped and "
+                               "its files are kept. Export the other voices and import them into a new "
+                               f"library, or: {DAMAGED_HINT}") from exc
 
     def list(self) -> list[VoiceSample]:
-        """All samples, by speaker name (case-insensitive), then id."""
-        rows = self.db.query("SELECT * FROM voices ORDER BY speaker_name COLLATE NOCASE, id")
-        return [self._sample(r) for r in rows]
+        """All samples, by speaker name (case-insensitive), then id. A damaged row is skipped with a
+        warning so the others stay usable."""
+        samples = []
+        for row in self.db.query("SELECT * FROM voices ORDER BY speaker_name COLLATE NOCASE, id"):
+            try:
+                samples.append(self._sample(row))
+            except StorageError as exc:
+                log.warning("%s", exc)
+        return samples
 
     def __len__(self) -> int:
         return int(self.db.query_one("SELECT COUNT(*) FROM voices")[0])
@@ -399,6 +562,7 @@ class VoiceLibrary:
         (after trimming silence) are refused with ``InvalidVoiceSampleError``; undecodable files
         with ``AudioDecodeFailedError``. The same original twice is refused as a duplicate.
         """
+        self._require_writable()
         name = clean_speaker_name(speaker_name)
         words = clean_transcript(transcript)
         if isinstance(source, np.ndarray):
@@ -423,7 +587,7 @@ class VoiceLibrary:
             data = path.read_bytes()
         if len(data) > MAX_FILE_BYTES:
             raise InvalidVoiceSampleError(_too_big(label, len(data)))
-        clip = prepare_clip(audio.decode_audio(data, name=label), label)
+        clip = prepare_clip(audio.decode_audio(data, name=label, max_seconds=MAX_INPUT_SECONDS), label)
         return self._store(clip, name=name, transcript=words, original_filename=label,
                            original_suffix=_safe_suffix(label),
                            original_bytes=data, raw=None, make_default=make_default)
@@ -432,23 +596,30 @@ class VoiceLibrary:
                original_suffix: str, original_bytes: bytes | None, raw: audio.DecodedAudio | None,
                make_default: bool, uid: str | None = None, created_at: str | None = None,
                updated_at: str | None = None) -> VoiceSample:
+        self._require_writable()
         uid = uid or uuid.uuid4().hex
         staging = self.samples_dir / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir()
         try:
-            original = staging / f"original{original_suffix}"
-            if original_bytes is not None:
-                with open(original, "wb") as f:
-                    f.write(original_bytes)
-                    f.flush()
-                    os.fsync(f.fileno())
-            else:
-                assert raw is not None
-                audio.write_audio(original, raw.samples, raw.sample_rate, fmt="flac", bit_depth=24)
-            audio.write_audio(staging / "voice.flac", clip.samples, SAMPLE_RATE, fmt="flac", bit_depth=24)
-            _fsync_dir(staging)
-            digest = _sha256_file(original)
+            try:
+                staging.mkdir(mode=PRIVATE_DIR_MODE)
+                original = staging / f"original{original_suffix}"
+                if original_bytes is not None:
+                    atomic_write_bytes(original, original_bytes, private=True)
+                else:
+                    assert raw is not None
+                    audio.write_audio(original, raw.samples, raw.sample_rate, fmt="flac", bit_depth=24)
+                audio.write_audio(staging / "voice.flac", clip.samples, SAMPLE_RATE, fmt="flac", bit_depth=24)
+                fsync_dir(staging)
+                digest = _sha256_file(original)
+            except WRITE_ERRORS as exc:
+                raise storage_fault(exc, f"save the voice '{name}'", self.samples_dir) from exc
             now = _now()
+            record = {"uid": uid, "speaker_name": name, "transcript": transcript, "is_default": int(make_default),
+                      "duration": clip.duration, "created_at": created_at or now, "updated_at": updated_at or now,
+                      "original_filename": original_filename, "original_format": clip.original_format,
+                      "original_sample_rate": clip.original_sample_rate,
+                      "original_channels": clip.original_channels, "original_sha256": digest,
+                      "original_file": original.name}
             with self.db.transaction() as conn:
                 dup = conn.execute("SELECT id, speaker_name FROM voices WHERE original_sha256 = ?",
                                    (digest,)).fetchone()
@@ -456,35 +627,56 @@ class VoiceLibrary:
                     raise InvalidVoiceSampleError(
                         f"'{original_filename}' is already in the library as '{dup['speaker_name']}' "
                         f"(id {dup['id']}).")
-                if make_default:
-                    conn.execute("UPDATE voices SET is_default = 0, updated_at = ? WHERE is_default = 1", (now,))
-                cur = conn.execute(
-                    """INSERT INTO voices (uid, speaker_name, transcript, is_default, duration, created_at,
-                           updated_at, original_filename, original_format, original_sample_rate,
-                           original_channels, original_sha256, original_file)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (uid, name, transcript, int(make_default), clip.duration, created_at or now,
-                     updated_at or now, original_filename, clip.original_format, clip.original_sample_rate,
-                     clip.original_channels, digest, original.name))
-                new_id = cur.lastrowid
-                # Publishing inside the transaction: a crash before COMMIT leaves only a folder
-                # without a row, which check() removes; never a row without its folder.
-                _publish(staging, self.samples_dir / uid)
-            _fsync_dir(self.samples_dir)
+                old_default = self._clear_default(conn, now) if make_default else []
+                new_id = _insert(conn, record)
+                # Publishing inside the transaction: a crash before COMMIT leaves only a complete
+                # folder without a row, which check() recovers from its voice.json.
+                try:
+                    _write_sidecar(staging, conn.execute("SELECT * FROM voices WHERE id = ?", (new_id,)).fetchone())
+                    _publish(staging, self.samples_dir / uid)
+                    self._sync_sidecars(conn, old_default)
+                except WRITE_ERRORS as exc:
+                    raise storage_fault(exc, f"save the voice '{name}'", self.samples_dir) from exc
+            fsync_dir(self.samples_dir)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging.exists():  # only our own, unpublished folder
+                _remove_leftover(staging)
             raise
         return self.get(new_id)
 
     # -- editing
 
+    def _clear_default(self, conn, now: str) -> list[str]:
+        """Unset the default inside a transaction; returns the uids whose voice.json must follow."""
+        uids = [r["uid"] for r in conn.execute("SELECT uid FROM voices WHERE is_default = 1")]
+        conn.execute("UPDATE voices SET is_default = 0, updated_at = ? WHERE is_default = 1", (now,))
+        return uids
+
+    def _sync_sidecars(self, conn, uids) -> None:
+        """Rewrite the voice.json of these samples from their rows (inside the row's transaction)."""
+        for uid in dict.fromkeys(uids):
+            row = conn.execute("SELECT * FROM voices WHERE uid = ?", (uid,)).fetchone()
+            if row is None:
+                continue
+            try:
+                sample = self._sample(row)
+            except StorageError:
+                continue  # a damaged row: its folder is left alone
+            if sample.paths.folder.is_dir():
+                try:
+                    _write_sidecar(sample.paths.folder, row)
+                except WRITE_ERRORS as exc:
+                    raise storage_fault(exc, f"update the voice '{sample.speaker_name}'", self.samples_dir) from exc
+
     def _update(self, sample_id: int, sql: str, params: tuple) -> VoiceSample:
+        self._require_writable()
         sample = self.resolve(sample_id)
         with self.db.transaction() as conn:
             cur = conn.execute(f"UPDATE voices SET {sql}, updated_at = ? WHERE id = ?",
                                (*params, _now(), sample.id))
             if cur.rowcount == 0:  # removed by another process meanwhile
                 raise InvalidVoiceSampleError(f"There is no voice sample with id {sample.id}.")
+            self._sync_sidecars(conn, [sample.uid])
         return self.get(sample.id)
 
     def rename(self, sample_id: int | str, speaker_name: str) -> VoiceSample:
@@ -496,73 +688,158 @@ class VoiceLibrary:
 
     def set_default(self, sample_id: int | str | None) -> VoiceSample | None:
         """Make this sample the default (at most one is); ``None`` clears the default."""
+        self._require_writable()
         now = _now()
         sample = self.resolve(sample_id) if sample_id is not None else None
         with self.db.transaction() as conn:
-            conn.execute("UPDATE voices SET is_default = 0, updated_at = ? WHERE is_default = 1", (now,))
+            changed = self._clear_default(conn, now)
             if sample is not None:
                 cur = conn.execute("UPDATE voices SET is_default = 1, updated_at = ? WHERE id = ?",
                                    (now, sample.id))
                 if cur.rowcount == 0:
                     raise InvalidVoiceSampleError(f"There is no voice sample with id {sample.id}.")
+                changed.append(sample.uid)
+            self._sync_sidecars(conn, changed)
         return self.get(sample.id) if sample is not None else None
 
     def delete(self, sample_id: int | str) -> None:
-        """Remove the sample and its files (the row first; a crash leaves only a stray folder)."""
+        """Remove the sample and its files.
+
+        The folder is renamed to ``.trash-<uid>-…`` in the transaction that deletes the row: a crash
+        before the commit keeps the row (``check`` renames the folder back), after it only the
+        trash is left (``check`` removes it). A folder outside the library is refused, untouched.
+        """
+        self._require_writable()
         sample = self.resolve(sample_id)
+        folder = sample.paths.folder
+        if (folder.exists() or folder.is_symlink()) and not inside(folder, self.samples_dir):
+            raise StorageError(f"Voice {sample.id}'s folder {folder} is not inside the library; it was left "
+                               "as it is.")
+        trash: Path | None = self.samples_dir / f".trash-{sample.uid}-{uuid.uuid4().hex}"
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM voices WHERE id = ?", (sample.id,))
-        trash = self.samples_dir / f".trash-{uuid.uuid4().hex}"
-        try:
-            os.replace(sample.paths.folder, trash)
-        except FileNotFoundError:
-            return
-        except OSError:  # e.g. a file still open on Windows; check() retries later
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+            try:
+                os.replace(folder, trash)
+            except FileNotFoundError:
+                trash = None
+            except OSError as exc:  # e.g. a file still open on Windows: keep the voice
+                raise storage_fault(exc, f"remove the voice '{sample.speaker_name}'", self.samples_dir) from exc
+        fsync_dir(self.samples_dir)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
     # -- consistency
 
     def check(self, *, stale_after: float = STALE_STAGING_SECONDS) -> CheckReport:
-        """Remove leftovers of interrupted writes and fix rows whose files went missing.
+        """Finish or undo interrupted writes, give folders without a row their row back, repair rows.
 
-        Runs under the write lock, so it never sees another process's half-published sample.
-        Staging folders younger than ``stale_after`` seconds are left alone (they may be in use).
+        Never deletes a voice. A folder without a row is recovered from its ``voice.json`` (a lost
+        or emptied database is rebuilt this way); one that can't be is moved to ``recovery/``. A
+        row whose audio went missing gets it rebuilt from the original; a row whose folder is gone
+        is dropped. Every voice.json is brought in step with its row (written for older libraries).
+        Damaged rows are left as they are. Runs under the write lock, so it never sees another
+        process's half-published sample. Staging folders younger than ``stale_after`` seconds are
+        left alone (they may be in use).
         """
+        self._require_writable()
         report = CheckReport()
-        now = time.time()
         with self.db.transaction() as conn:
-            rows = {r["uid"]: r for r in conn.execute("SELECT * FROM voices")}
-            for entry in self.samples_dir.iterdir():
-                name = entry.name
-                if name.startswith(".staging-"):
-                    try:
-                        if now - entry.stat().st_mtime < stale_after:
-                            continue
-                    except FileNotFoundError:
-                        continue
-                elif name in rows:
-                    continue
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                report.removed_folders.append(name)
-            for uid, row in rows.items():
-                sample = self._sample(row)
-                if sample.paths.audio.is_file():
-                    continue
-                if sample.paths.original.is_file():
-                    try:
-                        self._rebuild_audio(sample)
-                        report.rebuilt_audio.append(sample.id)
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - any failure means "can't repair"
-                        log.warning("can't rebuild voice %s: %s", sample.id, exc)
-                conn.execute("DELETE FROM voices WHERE id = ?", (sample.id,))
-                shutil.rmtree(sample.paths.folder, ignore_errors=True)
-                report.removed_rows.append(sample.id)
+            all_rows = conn.execute("SELECT * FROM voices").fetchall()
+            rows = {}
+            for row in all_rows:
+                try:
+                    rows[self._sample(row).uid] = row
+                except StorageError as exc:
+                    log.warning("%s", exc)
+                    report.damaged_rows.append(row["id"])
+            claimed = {str(r["uid"]) for r in all_rows}
+            for entry in sorted(self.samples_dir.iterdir()):
+                try:
+                    if entry.name.startswith("."):
+                        self._clear_leftover(entry, rows, stale_after, report)
+                    elif entry.name not in claimed:
+                        row = self._recover(conn, entry, report)
+                        if row is not None:
+                            rows[row["uid"]] = row
+                except WRITE_ERRORS as exc:
+                    raise storage_fault(exc, "check the voice library", self.samples_dir) from exc
+            for row in rows.values():
+                try:
+                    self._repair(conn, row, report)
+                except WRITE_ERRORS as exc:
+                    raise storage_fault(exc, "check the voice library", self.samples_dir) from exc
         return report
+
+    def _clear_leftover(self, entry: Path, rows: dict, stale_after: float, report: CheckReport) -> None:
+        """Undo an uncommitted delete, or remove a stale staging folder or a committed delete's trash."""
+        trash = _TRASH.match(entry.name)
+        if trash and trash.group(1) in rows and not entry.is_symlink() \
+                and not os.path.lexists(self.samples_dir / trash.group(1)):
+            os.replace(entry, self.samples_dir / trash.group(1))
+            report.restored.append(trash.group(1))
+            return
+        if entry.name.startswith(".staging-"):
+            try:
+                if time.time() - entry.lstat().st_mtime < stale_after:
+                    return
+            except FileNotFoundError:
+                return
+        elif not entry.name.startswith(".trash-"):
+            return  # not ours (e.g. a desktop's metadata file)
+        _remove_leftover(entry)
+        report.removed_folders.append(entry.name)
+
+    def _set_aside(self, entry: Path, report: CheckReport, why: str) -> None:
+        target = move_aside(entry, self.root)
+        report.moved_aside.append(entry.name)
+        report.recovery_dir = target.parent
+        log.warning("voice library: moved %s to %s (%s)", entry.name, target, why)
+
+    def _recover(self, conn, entry: Path, report: CheckReport):
+        """Insert the row a folder's voice.json describes; else move the folder aside. The new row."""
+        try:
+            if entry.is_symlink() or not entry.is_dir() or not _UID.match(entry.name):
+                raise ValueError("it is not a sample folder")
+            data = json.loads((entry / SIDECAR).read_text(encoding="utf-8"))
+            record = _record_from_sidecar(data, entry.name)
+            original = entry / record["original_file"]
+            if original.is_symlink() or not original.is_file():
+                raise ValueError("its original file is missing")
+            record["original_sha256"] = _sha256_file(original)  # the file itself is the truth
+            if conn.execute("SELECT 1 FROM voices WHERE original_sha256 = ?", (record["original_sha256"],)).fetchone():
+                raise ValueError("the same original is already in the library")
+        except (OSError, ValueError, TypeError, KeyError, DiaStudioError) as exc:
+            self._set_aside(entry, report, str(exc))
+            return None
+        if record["is_default"] and conn.execute("SELECT 1 FROM voices WHERE is_default = 1").fetchone():
+            record["is_default"] = 0
+        wanted = data.get("id")
+        free = isinstance(wanted, int) and wanted > 0 and \
+            conn.execute("SELECT 1 FROM voices WHERE id = ?", (wanted,)).fetchone() is None
+        new_id = _insert(conn, record, wanted if free else None)
+        report.recovered.append(record["speaker_name"])
+        return conn.execute("SELECT * FROM voices WHERE id = ?", (new_id,)).fetchone()
+
+    def _repair(self, conn, row, report: CheckReport) -> None:
+        """Rebuild missing prompt audio, drop a row whose files are gone, sync voice.json and modes."""
+        sample = self._sample(row)
+        folder = sample.paths.folder
+        if not folder.is_dir():
+            conn.execute("DELETE FROM voices WHERE id = ?", (sample.id,))
+            report.removed_rows.append(sample.id)
+            return
+        if not sample.paths.audio.is_file():
+            try:
+                self._rebuild_audio(sample)
+                report.rebuilt_audio.append(sample.id)
+            except Exception as exc:  # noqa: BLE001 - any failure means "can't repair"
+                log.warning("can't rebuild voice %s: %s", sample.id, exc)
+                conn.execute("DELETE FROM voices WHERE id = ?", (sample.id,))
+                report.removed_rows.append(sample.id)
+                self._set_aside(folder, report, "its audio and original are unusable")
+                return
+        _write_sidecar(folder, row)
+        tighten_folder(folder)
 
     def _rebuild_audio(self, sample: VoiceSample) -> None:
         decoded = audio.decode_audio(sample.paths.original, name=sample.original_filename)
@@ -575,10 +852,13 @@ class VoiceLibrary:
         """Write the chosen samples (all by default) with their audio and originals to one zip."""
         samples = [self.resolve(i) for i in ids] if ids else self.list()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        for s in samples:
+            for file in (s.paths.audio, s.paths.original):
+                if not file.is_file():
+                    raise StorageError(f"Voice {s.id} '{s.speaker_name}' can't be exported: {file} is missing.")
         manifest = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": _now(), "samples": []}
-        try:
+
+        def write(tmp: Path) -> None:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 for s in samples:
                     audio_name = f"samples/{s.uid}/voice.flac"
@@ -591,16 +871,17 @@ class VoiceLibrary:
                     entry["files"] = {"audio": audio_name, "original": original_name}
                     manifest["samples"].append(entry)
                 zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+
+        try:
+            return atomic_write(path, write)  # an export: it follows the umask
+        except OSError as exc:
+            raise storage_fault(exc, f"export the voices to {path.name}", path.parent) from exc
 
     def import_zip(self, path: str | Path) -> ImportReport:
         """Add the samples of an exported zip; ones already here (same uid or same original file)
         are skipped, so importing twice adds nothing. Each sample is added atomically.
         """
+        self._require_writable()
         path = Path(path)
         report = ImportReport()
         try:
@@ -615,13 +896,17 @@ class VoiceLibrary:
                 if int(manifest.get("version", 0)) > EXPORT_VERSION:
                     raise InvalidVoiceSampleError(
                         f"'{path.name}' was exported by a newer Dia Studio; update to import it.")
-                entries = list(manifest["samples"])
+                entries = manifest["samples"]
+                if not isinstance(entries, list):
+                    raise ValueError("'samples' is not a list")
             except InvalidVoiceSampleError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise InvalidVoiceSampleError(
                     f"'{path.name}' is not a Dia Studio voice export (bad manifest: {exc}).") from exc
             for entry in entries:
+                if not isinstance(entry, dict):
+                    raise InvalidVoiceSampleError(f"'{path.name}' holds a malformed entry ({entry!r:.40}).")
                 sample = self._import_entry(zf, entry, path.name)
                 if sample is None:
                     report.skipped.append(str(entry.get("speaker_name", "?")))
@@ -631,12 +916,18 @@ class VoiceLibrary:
 
     def _import_entry(self, zf: zipfile.ZipFile, entry: dict, zip_name: str) -> VoiceSample | None:
         uid = str(entry.get("uid", ""))
-        files = entry.get("files") or {}
-        if not _UID.match(uid) or files.get("audio") != f"samples/{uid}/voice.flac" \
+        files = entry.get("files")
+        sha = str(entry.get("original_sha256") or "")
+        if not _UID.match(uid) or not isinstance(files, dict) or files.get("audio") != f"samples/{uid}/voice.flac" \
                 or not str(files.get("original", "")).startswith(f"samples/{uid}/original."):
             raise InvalidVoiceSampleError(f"'{zip_name}' holds a malformed entry ({uid or 'no uid'}).")
-        exists = self.db.query_one("SELECT id FROM voices WHERE uid = ? OR original_sha256 = ?",
-                                   (uid, entry.get("original_sha256", "")))
+        try:
+            rate = _count(entry.get("original_sample_rate", SAMPLE_RATE), 1, 1_000_000)
+            channels = _count(entry.get("original_channels", 1), 1, 64)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidVoiceSampleError(f"'{zip_name}': the entry of '{entry.get('speaker_name')}' has a bad "
+                                          f"sample rate or channel count ({exc}).") from None
+        exists = self.db.query_one("SELECT id FROM voices WHERE uid = ? OR original_sha256 = ?", (uid, sha))
         if exists is not None:
             return None
         try:
@@ -645,15 +936,13 @@ class VoiceLibrary:
             raise InvalidVoiceSampleError(f"'{zip_name}' is missing {exc.args[0]}.") from None
         if any(i.file_size > 2 * MAX_FILE_BYTES for i in infos):
             raise InvalidVoiceSampleError(f"'{zip_name}': the files of '{entry.get('speaker_name')}' are too large.")
-        original_bytes = zf.read(files["original"])
-        if hashlib.sha256(original_bytes).hexdigest() != entry.get("original_sha256"):
+        original_bytes = _read_member(zf, files["original"], zip_name)
+        if hashlib.sha256(original_bytes).hexdigest() != sha:
             raise InvalidVoiceSampleError(f"'{zip_name}': the original of '{entry.get('speaker_name')}' is damaged.")
-        decoded = audio.decode_audio(zf.read(files["audio"]), name=f"{zip_name}:{files['audio']}")
+        decoded = audio.decode_audio(_read_member(zf, files["audio"], zip_name), name=f"{zip_name}:{files['audio']}")
         if decoded.sample_rate != SAMPLE_RATE or decoded.channels != 1:
             raise InvalidVoiceSampleError(f"'{zip_name}': the audio of '{entry.get('speaker_name')}' is not 44.1 kHz mono.")
-        clip = PreparedClip(decoded.samples[:, 0], str(entry.get("original_format", "unknown")),
-                            int(entry.get("original_sample_rate", SAMPLE_RATE)),
-                            int(entry.get("original_channels", 1)))
+        clip = PreparedClip(decoded.samples[:, 0], str(entry.get("original_format", "unknown")), rate, channels)
         if not MIN_SECONDS <= clip.duration <= MAX_SECONDS + 0.5:
             raise InvalidVoiceSampleError(f"'{zip_name}': '{entry.get('speaker_name')}' has an invalid length.")
         try:
@@ -667,10 +956,17 @@ class VoiceLibrary:
                 updated_at=_iso_or_none(entry.get("updated_at")))
         except InvalidVoiceSampleError:
             # A concurrent import of the same file: treat as already present.
-            if self.db.query_one("SELECT id FROM voices WHERE original_sha256 = ?",
-                                 (entry.get("original_sha256", ""),)) is not None:
+            if self.db.query_one("SELECT id FROM voices WHERE original_sha256 = ?", (sha,)) is not None:
                 return None
             raise
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, zip_name: str) -> bytes:
+    """A zip member's bytes; a damaged (bad CRC, truncated) or encrypted one is refused."""
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        raise InvalidVoiceSampleError(f"'{zip_name}' is damaged: {name} can't be read ({exc}).") from exc
 
 
 def _iso_or_none(value) -> str | None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -35,6 +35,8 @@ from app.table_model import RowsModel
 import resources
 from app import settings as opts
 from app.errors import UserError, describe
+from app.geometry import fit_window
+from app.library import length_rule
 from app.library.recorder import RecorderDialog
 from app.playback import PLAYING, AudioPlayer
 from app.settings import Settings
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif", ".mp4"}
 COLUMNS = ("Name", "Length", "Transcript", "Default")
+DEFAULT_SIZE = QSize(900, 560)
 
 
 class VoiceModel(RowsModel):
@@ -110,8 +113,8 @@ class LibraryWindow(QMainWindow):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.empty_hint = QLabel("No voices yet. Import a clip (or drop audio files here) or record one: "
-                                 "5–10 seconds of clear speech and its exact transcript clone best.")
+        self.empty_hint = QLabel("No voices yet. Add an audio file (or drop audio files here) or record one. "
+                                 + length_rule())
         self.empty_hint.setObjectName("library_empty")
         self.empty_hint.setWordWrap(True)
 
@@ -188,19 +191,21 @@ class LibraryWindow(QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.addToolBar(toolbar)
         self.import_action = toolbar.addAction(style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton),
-                                               "Import audio…", self.ask_import_files)
+                                               "Add voice from audio file…", self.ask_import_files)
         self.import_action.setShortcut(QKeySequence.StandardKey.Open)
-        self.import_action.setToolTip("Add voice clips from audio files (WAV, FLAC, MP3, OGG, Opus, M4A); "
-                                      "you can also drop files on this window")
+        self.import_action.setToolTip("Make a new voice from a recording you have (WAV, FLAC, MP3, OGG, Opus, "
+                                      "M4A); you can also drop files on this window. " + length_rule())
         self.record_action = toolbar.addAction(style.standardIcon(QStyle.StandardPixmap.SP_MediaVolume),
                                                "Record…", self.open_recorder)
         self.record_action.setShortcut(QKeySequence("Ctrl+R"))
         self.record_action.setToolTip("Record a voice with the microphone")
         toolbar.addSeparator()
-        self.export_action = toolbar.addAction("Export voices…", self.ask_export_zip)
+        self.export_action = toolbar.addAction("Back up library to zip…", self.ask_export_zip)
         self.export_action.setToolTip("Save all voices (audio and transcripts) to one zip file")
-        self.import_zip_action = toolbar.addAction("Import voices…", self.ask_import_zip)
-        self.import_zip_action.setToolTip("Add the voices of a zip exported by Dia Studio")
+        self.import_zip_action = toolbar.addAction("Restore voices from zip…", self.ask_import_zip)
+        self.import_zip_action.setToolTip("Add the voices of a zip saved by Dia Studio (on this or another computer)")
+        self.close_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.close)
+        self.table.installEventFilter(self)
 
         self.table.selectionModel().selectionChanged.connect(self._show_selected)
         self.table.doubleClicked.connect(lambda _i: self.play_selected())
@@ -223,12 +228,30 @@ class LibraryWindow(QMainWindow):
         else:
             self.transcribe_button.setToolTip("Fill in the transcript automatically with Whisper "
                                               f"({settings.get(opts.STT_MODEL)}); check it before saving")
-        geometry = settings.get(opts.LIBRARY_GEOMETRY)
-        if geometry:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(900, 560)
+        self._restored = bool(settings.get(opts.LIBRARY_GEOMETRY)) and self.restoreGeometry(
+            settings.get(opts.LIBRARY_GEOMETRY))
+        if not self._restored:
+            self.resize(DEFAULT_SIZE)
         self.refresh()
+        notice = getattr(getattr(library, "open_report", None), "notice", "")  # what recovery on open did
+        if notice:
+            self.status.setText(notice)
+
+    def place(self, anchor: QWidget | None = None) -> None:
+        """Put the window fully on screen: where it was last time, else centred on ``anchor``."""
+        fit_window(self, anchor=anchor, center=not self._restored)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """On the voice list, Enter plays the selected voice and Delete deletes it (after asking)."""
+        if watched is self.table and event.type() == QEvent.Type.KeyPress \
+                and event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self.play_selected()
+                return True
+            if event.key() == Qt.Key.Key_Delete:
+                self.delete_selected()
+                return True
+        return super().eventFilter(watched, event)
 
     # -- content
 

@@ -159,3 +159,34 @@ def test_record_speech_and_transcribe_in_a_child_process(tmp_path):
         assert mic.is_default and mic.original_sample_rate == audio.TARGET_SAMPLE_RATE
         assert "notebook" in mic.transcript.lower() and "meeting" in mic.transcript.lower()
         assert mic.duration == pytest.approx(len(voice) / audio.TARGET_SAMPLE_RATE - 1.0, abs=0.4)
+
+
+def test_list_after_losing_the_database_recovers_every_voice_and_says_so(data_dir, speech, capsys):
+    assert run(capsys, "add", str(speech["wav"]), "--name", "Ann", "--transcript", "Hello.")[0] == 0
+    (data_dir / "voices" / "library.sqlite3").write_bytes(b"")  # truncated to 0 bytes
+    code, out, err = run(capsys, "list")
+    assert code == 0 and "Ann" in out and "Hello." in out
+    assert err.strip() == "notice: Voice library: recovered 1 voice from the files kept next to the audio."
+    code, out, err = run(capsys, "list")  # said once: the library is whole again
+    assert code == 0 and "Ann" in out and err == ""
+
+
+def test_list_survives_a_damaged_row(data_dir, speech, capsys):
+    import sqlite3
+
+    run(capsys, "add", str(speech["wav"]), "--name", "Ann")
+    run(capsys, "add", str(speech["mp3"]), "--name", "Bo")
+    with sqlite3.connect(data_dir / "voices" / "library.sqlite3") as conn:
+        conn.execute("UPDATE voices SET duration = 'x' WHERE speaker_name = 'Ann'")
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "Bo" in out and "Ann" not in out
+
+
+def test_a_damaged_database_is_a_storage_error_with_what_to_do(data_dir, speech, capsys):
+    import sqlite3
+
+    run(capsys, "add", str(speech["wav"]), "--name", "Ann")
+    with sqlite3.connect(data_dir / "voices" / "library.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = -5")
+    code, _, err = run(capsys, "list")
+    assert code == 2 and err.startswith("error [storage_error]: ") and "Rename library.sqlite3" in err

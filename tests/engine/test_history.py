@@ -119,6 +119,7 @@ def test_crash_before_commit_leaves_no_row_and_check_removes_the_file(tmp_path, 
     history.close()
     with RenderHistory(tmp_path) as history:
         assert not stray.exists() and not old_staging.exists()
+        assert (tmp_path / "recovery" / "0123.flac").read_bytes() == b"x"  # moved aside, never deleted
         assert young_staging.exists()  # may belong to a writer in another process
 
 

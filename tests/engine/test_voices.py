@@ -272,7 +272,7 @@ def test_check_cleans_leftovers_and_repairs(library, voice, tmp_path):
     a, b = variants(voice, tmp_path, 2)
     keep = library.add(a, speaker_name="Keep")
     lost = library.add(b, speaker_name="Lost")
-    (library.samples_dir / ("f" * 32)).mkdir()                 # a folder without a row
+    (library.samples_dir / ("f" * 32)).mkdir()                 # a folder without a row or voice.json
     (library.samples_dir / ".trash-1").mkdir()                   # an interrupted delete
     fresh = library.samples_dir / ".staging-new"                 # another writer at work
     fresh.mkdir()
@@ -281,7 +281,8 @@ def test_check_cleans_leftovers_and_repairs(library, voice, tmp_path):
         p.unlink()
     lost.paths.folder.rmdir()
     report = library.check()
-    assert sorted(report.removed_folders) == [".trash-1", "f" * 32]
+    assert report.removed_folders == [".trash-1"]
+    assert report.moved_aside == ["f" * 32] and (library.root / "recovery" / ("f" * 32)).is_dir()
     assert report.rebuilt_audio == [keep.id] and report.removed_rows == [lost.id]
     assert fresh.exists() and keep.paths.audio.is_file()
     assert len(load_audio(keep)) / SR == pytest.approx(keep.duration, abs=1e-3)

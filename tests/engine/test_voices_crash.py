@@ -3,7 +3,8 @@
 A child process adds (or deletes) samples and is killed at chosen points: after its files are
 staged, after the sample's folder is published but before the row is committed, in the middle of
 writing an audio file, between a delete's commit and the folder's removal, and at random moments.
-Afterwards the library opens with every row backed by readable files and no stray folders.
+Afterwards the library opens with every row backed by readable files and no stray folders; a
+sample whose folder was published is never lost, even when the database is lost as well.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def test_kill_while_adding(tmp_path, clips, stage):
         assert len(left) == 2 and not any(n.startswith(".") for n in left)
     else:
         assert len(left) == 2 and left[0].startswith(".staging-")
+    if stage == "published":  # nothing is lost: the sample is recovered from its folder's voice.json
+        assert assert_consistent(root) == 2
+        with VoiceLibrary(root) as lib:
+            assert lib.resolve(clips[1].name).transcript == "The quick brown fox."
+        return
     assert assert_consistent(root) == 1  # the interrupted sample is simply absent
     with VoiceLibrary(root) as lib:  # and can be added again
         assert lib.add(clips[1], speaker_name="Retry", transcript="words").speaker_name == "Retry"
@@ -170,3 +176,26 @@ def test_kill_at_random_moments(tmp_path, clips):
         for path in remaining:
             lib.add(path, speaker_name=path.name, transcript="words")
     assert assert_consistent(root) == len(clips)
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_database_lost_after_kills_is_rebuilt_with_no_sample_lost(tmp_path, clips, how):
+    root = tmp_path / "library"
+    with VoiceLibrary(root) as lib:
+        first = lib.add(clips[0], speaker_name="First", transcript="words", make_default=True)
+        lib.rename(first.id, "First, renamed")
+    run_child(root, "published", clips[1:2])  # a folder published, its row never committed
+    run_child(root, "random", clips[2:6], kill_after_added=1, jitter=random.Random(7).uniform(0.0, 0.08))
+    published = {p.name for p in (root / "samples").iterdir() if not p.name.startswith(".")}
+    db = root / "library.sqlite3"
+    if how == "emptied":
+        db.write_bytes(b"")  # the WAL a killed writer left is lost with it
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if how == "deleted" or path != db:
+            path.unlink(missing_ok=True)
+    assert assert_consistent(root) == len(published)
+    with VoiceLibrary(root) as lib:
+        assert {s.uid for s in lib.list()} == published
+        again = lib.get(first.id)  # same id, the latest name, still the default
+        assert (again.speaker_name, again.is_default) == ("First, renamed", True)
+        assert lib.resolve(clips[1].name).transcript == "The quick brown fox."

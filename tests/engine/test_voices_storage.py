@@ -107,3 +107,52 @@ def test_data_dir_follows_xdg_on_linux(tmp_path, monkeypatch):
     assert not (tmp_path / "xdg").exists()
     monkeypatch.setenv("DIA_STUDIO_DATA_DIR", "  ")  # blank means unset
     assert paths.data_dir() == tmp_path / "xdg" / "Dia Studio"
+
+
+def test_a_negative_schema_version_is_a_storage_error(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    Database(path, [V1]).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = -5")
+    conn.close()
+    with pytest.raises(StorageError, match="schema version is -5") as info:
+        Database(path, [V1, V2])  # must not run migrations[-5]
+    assert info.value.code == "storage_error"
+
+
+def test_a_missing_column_is_a_storage_error(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    Database(path, [V1, V2]).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER notes_touch")
+    conn.execute("ALTER TABLE notes DROP COLUMN pinned")
+    conn.close()
+    with pytest.raises(StorageError, match="notes.pinned"):
+        Database(path, [V1, V2])
+
+
+def test_read_only_database_reads_and_refuses_writes(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    with Database(path, [V1]) as db:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO notes (body) VALUES ('kept')")
+    with Database(path, [V1], read_only=True) as db:
+        assert [r["body"] for r in db.query("SELECT body FROM notes")] == ["kept"]
+        with pytest.raises(StorageError, match="read-only"), db.transaction():
+            pass
+    with pytest.raises(StorageError, match="no database"):
+        Database(tmp_path / "absent.sqlite3", [V1], read_only=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_data_folders_are_private(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    monkeypatch.setenv("DIA_STUDIO_DATA_DIR", str(tmp_path / "data"))
+    old = os.umask(0o022)
+    try:
+        for folder in (paths.data_dir(), paths.voices_dir()):
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    finally:
+        os.umask(old)
