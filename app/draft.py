@@ -1,15 +1,19 @@
-"""Autosaved script drafts and script files (atomic writes, so a crash never leaves half a file)."""
+"""Autosaved script drafts and script files (atomic writes, so a crash never leaves half a file).
+
+The draft is the user's private data (0600); a script saved with Save As is an export and gets the
+usual permissions of the user's umask, like any other application's files.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import engine
+from engine.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +29,18 @@ class Draft:
     modified: bool = False
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def draft_path() -> Path:
     return engine.data_dir() / DRAFT_FILE
 
 
 def save_draft(draft: Draft) -> None:
-    atomic_write_text(draft_path(), json.dumps(asdict(draft), ensure_ascii=False))
+    """Write the autosaved draft (private: mode 0600)."""
+    atomic_write_text(draft_path(), json.dumps(asdict(draft), ensure_ascii=False), private=True)
+
+
+def save_script(path: str | os.PathLike, text: str) -> Path:
+    """Write a script the user saves (an export: the umask's usual mode), atomically."""
+    return atomic_write_text(path, text)
 
 
 def load_draft() -> Draft | None:

@@ -1,17 +1,50 @@
 """Entry point of the ``dia-studio`` command.
 
 With a subcommand (``render``, ``voices`` ...) it runs the engine's CLI and never loads Qt;
-without one it starts the desktop window.
+without one it starts the desktop window. ``--version`` and ``--help`` are answered here, the
+help listing the subcommands and the app's own options (``--self-test``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+VERSION_FLAGS = ("-V", "--version")
+HELP_FLAGS = ("-h", "--help")
+
+
+def version() -> str:
+    """``dia-studio <version>``, as ``--version`` prints it."""
+    import engine
+
+    return f"dia-studio {engine.__version__}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The engine CLI's parser with the app's top-level options, for ``--help``."""
+    from engine.cli import build_parser as cli_parser
+
+    parser = cli_parser()
+    parser.add_argument("-V", "--version", action="version", version=version(), help="print the version and exit")
+    parser.add_argument("--self-test", nargs="?", const="", metavar="REPORT.json",
+                        help="check this install off screen (Qt, audio, PyTorch, native kernels, your data "
+                             "folder, a tiny render), print a summary, write the JSON report to REPORT.json "
+                             "(or print it) and exit: 0 = nothing failed")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and not argv[0].startswith("--self-test"):
+    """Run ``dia-studio`` with ``argv`` (default: the command line); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = argv[0] if argv else ""
+    if first in VERSION_FLAGS:
+        print(version())
+        return 0
+    if first in HELP_FLAGS:
+        build_parser().print_help()
+        return 0
+    if first and not first.startswith("--self-test"):
         from engine.cli import main as cli_main
 
         return cli_main(argv)

@@ -1,14 +1,14 @@
 """Starting the desktop app: QApplication, logging to a file in the data folder, settings, theme,
 the main window, and a last-resort handler that shows unexpected errors as messages.
 
-``dia-studio`` (no subcommand) and ``python -m app`` call ``main``. ``--self-test[=report.json]``
-builds the window off screen, checks resources, Qt, torch, soundfile, PortAudio and the data folder,
-renders with a tiny model, writes a JSON report and exits 0 when everything passed (packaged builds, CI).
+``dia-studio`` (no subcommand) and ``python -m app`` call ``main`` (through ``app.launcher``).
+``--self-test[=report.json]`` builds the window off screen, checks resources, Qt, torch, soundfile,
+PortAudio, the native kernels and the data folders, renders with a tiny model, writes a JSON report
+and exits 0 unless a check failed (packaged builds, CI); see ``app.self_test``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import os
@@ -16,24 +16,39 @@ import sys
 import traceback
 from pathlib import Path
 
+from engine.files import PRIVATE_FILE_MODE, ensure_private_dir, make_private
+
 log = logging.getLogger("app")
 
 LOG_NAME = "dia-studio.log"
+LOG_MAX_BYTES = 2_000_000
+LOG_BACKUPS = 3
+SELF_TEST = "--self-test"
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file created with mode 0600: it names the user's files, voices and scripts."""
+
+    def _open(self):
+        os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE))
+        make_private(self.baseFilename)  # a log an earlier version left readable
+        return super()._open()
 
 
 def setup_logging() -> Path | None:
-    """Log to ``<data dir>/logs/dia-studio.log`` (rotated at 2 MB, 3 backups)."""
+    """Log to ``<data dir>/logs/dia-studio.log`` (private; rotated at 2 MB, 3 backups)."""
     import engine
     from app import errors
 
     try:
-        folder = engine.data_dir() / "logs"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = ensure_private_dir(engine.data_dir() / "logs")
         path = folder / LOG_NAME
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+        handler = PrivateRotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     except OSError as exc:  # a read-only data folder must not stop the app
         print(f"Dia Studio: can't write the log file: {exc}", file=sys.stderr)
         return None
+    for backup in folder.glob(f"{LOG_NAME}.*"):
+        make_private(backup)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -82,15 +97,36 @@ def create_application(argv: list[str]):
     return app
 
 
+def self_test_request(argv: list[str]) -> tuple[bool, str | None, list[str]]:
+    """Whether ``argv`` asks for the self-test, its report path (``--self-test=PATH`` or
+    ``--self-test PATH``; None = print it) and the remaining arguments (for Qt)."""
+    rest: list[str] = []
+    wanted, report = False, None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == SELF_TEST:
+            wanted = True
+            if i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                report, i = argv[i + 1], i + 1
+        elif arg.startswith(SELF_TEST + "="):
+            wanted, report = True, arg.partition("=")[2] or None
+        else:
+            rest.append(arg)
+        i += 1
+    return wanted, report, rest
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Start the window (or, with ``--self-test``, check the install); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    self_test = next((a for a in argv if a.startswith("--self-test")), None)
-    if self_test is not None:
+    self_test, report, qt_args = self_test_request(argv)
+    if self_test:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        return run_self_test(self_test.partition("=")[2] or None)
+        return run_self_test(report)
     log_path = setup_logging()
     log.info("Dia Studio starting (log: %s)", log_path)
-    app = create_application([a for a in argv if not a.startswith("--self-test")])
+    app = create_application(qt_args)
     install_excepthook()
 
     from app import settings as opts
@@ -109,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_self_test(report_path: str | None) -> int:
-    """Build everything off screen and report what works (exit 0 = all checks passed); see ``app.self_test``."""
+    """Build everything off screen and report what works (exit 0 = no check failed); see ``app.self_test``."""
     from app.self_test import run
 
     return run(report_path)

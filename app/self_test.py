@@ -1,24 +1,217 @@
 """``dia-studio --self-test[=report.json]``: prove that an install (pip or a frozen bundle) works.
 
-Every check runs even when an earlier one failed; the JSON report lists each check with ``ok`` and a
-``detail`` (the result, or the error), plus whether the app is frozen. The exit code is 0 only when
-every check passed. The window is built with whatever Qt platform plugin is active (``offscreen``
-by default; ``QT_QPA_PLATFORM=xcb`` under Xvfb exercises the real X11 plugin).
+Every check runs even when an earlier one failed, and ends in one of three states:
 
-The render check builds a tiny random Dia checkpoint and DAC codec in a temp folder (no download,
-no transformers) and renders a short script through the real engine, then writes and reads the WAV.
+- ``ok``: works;
+- ``warning``: works, with a caveat the user may want to fix (no audio output device, the native
+  CPU kernels not built so PyTorch's slower ones are in use);
+- ``failed``: broken (an exception, a corrupt or unwritable library, ...).
+
+The JSON report lists each check with its ``state``, ``detail`` (the result, or the error),
+``message`` (one line, for warnings and failures) and ``ok`` (true unless failed: what older
+readers of the report look at), plus a count per state and whether the app is frozen. A summary
+with the states is printed too (to stdout, or to stderr when the JSON goes to stdout). The exit
+code is 0 unless a check failed (1); 2 when the report can't be written.
+
+Everything the self-test builds lives in a temporary folder that is removed at the end: the data
+folder the window uses, its settings, the tiny random Dia checkpoint and DAC codec of the render
+check (no download, no transformers). The user's real data folder is only read (``user_data``):
+that it is writable and that the voice library and render history databases pass SQLite's
+``quick_check``, opened read-only. The window is built with whatever Qt platform plugin is active
+(``offscreen`` by default; ``QT_QPA_PLATFORM=xcb`` under Xvfb exercises the real X11 plugin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-CHECKS = ("qt", "platform_plugin", "resources", "data_dir", "engine", "torch", "cpu_kernels", "soundfile", "portaudio",
-          "audio", "window", "render")
+CHECKS = ("qt", "platform_plugin", "resources", "user_data", "data_dir", "engine", "torch", "cpu_kernels",
+          "soundfile", "portaudio", "audio", "window", "render")
+
+OK, WARNING, FAILED = "ok", "warning", "failed"
+STATES = (OK, WARNING, FAILED)
+EXIT_FAILED = 1
+EXIT_REPORT_UNWRITABLE = 2
+
+# Where engine.VoiceLibrary and engine.RenderHistory keep their databases, inside the data folder.
+USER_DATABASES = ("voices/library.sqlite3", "history/history.sqlite3")
+SUMMARY_DETAIL_CHARS = 110
+
+
+class Warn(Exception):
+    """Raised by a check that works with a caveat: ``message`` says what, ``detail`` is reported."""
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = message if detail is None else detail
+
+
+def run_check(fn: Callable[[], Any]) -> dict:
+    """Run one check: its report entry (state, ok, detail and, unless ok, a one-line message)."""
+    try:
+        return {"state": OK, "ok": True, "detail": fn()}
+    except Warn as warn:
+        return {"state": WARNING, "ok": True, "detail": warn.detail, "message": warn.message}
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        message = f"{type(exc).__name__}: {exc}"
+        return {"state": FAILED, "ok": False, "detail": message, "message": message}
+
+
+# --------------------------------------------------------------------------- checks without Qt
+
+
+def check_user_data(folder: Path) -> dict:
+    """The user's real data folder, read only: it is (or can be created) writable, and its databases
+    pass ``PRAGMA quick_check``. Raises with what to do when not."""
+    if not folder.exists():
+        parent = _nearest_existing(folder)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"the data folder {folder} does not exist and can't be created: {parent} is "
+                                  f"not writable. Fix its permissions or set DIA_STUDIO_DATA_DIR to another folder.")
+        return {"folder": str(folder), "created": False, "databases": {}}
+    if not folder.is_dir():
+        raise NotADirectoryError(f"the data folder {folder} is a file, not a folder. Move that file away.")
+    problems = []
+    if not os.access(folder, os.W_OK | os.X_OK):
+        problems.append(f"the data folder {folder} is not writable: give your user write access to it "
+                        f"(chmod u+rwx) or set DIA_STUDIO_DATA_DIR to another folder")
+    databases = {}
+    for name in USER_DATABASES:
+        path = folder / name
+        if not path.exists():
+            continue
+        verdict = quick_check(path)
+        databases[name] = verdict
+        if verdict != "ok":
+            problems.append(f"{path} is damaged ({verdict}): quit Dia Studio and restore it from a backup, or "
+                            f"move it aside to start a new, empty one")
+        elif not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            problems.append(f"{path} is read-only: give your user write access to it and to its folder")
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return {"folder": str(folder), "created": True, "databases": databases}
+
+
+def quick_check(path: Path) -> str:
+    """SQLite's ``quick_check`` of a database opened read-only: "ok", or what is wrong."""
+    # Without a write-ahead log there is nothing to merge: immutable=1 then creates no -wal/-shm files.
+    wal = path.with_name(path.name + "-wal")
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc) or type(exc).__name__
+    return "; ".join(str(row[0]) for row in rows[:3])
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_cpu_kernels() -> dict:
+    """Which CPU kernels decoding uses; a warning (not a failure) when PyTorch's are in use where the
+    native ones could run, and a failure only when the loaded native kernels compute wrong numbers."""
+    import engine
+
+    detail = {"kernels": engine.cpu_kernels(), **engine.check_kernels()}
+    if detail["kernels"] != "PyTorch":
+        return detail
+    if os.environ.get("DIA_STUDIO_NATIVE", "1") == "0":
+        raise Warn("PyTorch kernels in use: the native CPU kernels are disabled (DIA_STUDIO_NATIVE=0)", detail)
+    if detail.get("isa"):
+        raise Warn(f"PyTorch kernels in use: the native CPU kernels only have {detail['isa']} code for this CPU",
+                   detail)
+    if detail.get("supported"):
+        raise Warn("PyTorch kernels in use: the native CPU kernels are not built for this install, so CPU "
+                   "renders are slower (a source install builds them with `python -m engine.native`)", detail)
+    return detail  # no native kernels for this platform: PyTorch's are the plan, not a caveat
+
+
+def check_audio() -> str:
+    """The audio outputs; none is a warning (rendering and export work, playback does not)."""
+    from app.playback import available_outputs
+
+    devices, status = available_outputs()
+    if not devices:
+        raise Warn(status or "No audio output found.")
+    return f"{len(devices)} output device(s)"
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def report_problem(report_path: str) -> str:
+    """Why the report can't be written to ``report_path`` ("" when it can), checked before the checks run."""
+    path = Path(report_path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return f"{path} is a folder; give a file name, e.g. {path / 'self-test.json'}"
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist; create it or choose another path"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable; choose another path"
+    return ""
+
+
+def count_states(checks: dict[str, dict]) -> dict[str, int]:
+    """How many checks ended in each state."""
+    return {state: sum(c["state"] == state for c in checks.values()) for state in STATES}
+
+
+def summary(checks: dict[str, dict]) -> list[str]:
+    """The printed summary: one line per check with its state, then the count per state."""
+    counts = count_states(checks)
+    lines = [f"Dia Studio self-test: {counts[OK]} ok, {_plural(counts[WARNING], 'warning')}, {counts[FAILED]} failed"]
+    width = max(map(len, checks), default=0)
+    for name, entry in checks.items():
+        text = entry.get("message") or _one_line(entry["detail"])
+        lines.append(f"  {entry['state']:<8} {name:<{width}}  {text}")
+    return lines
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _one_line(detail: Any) -> str:
+    text = detail if isinstance(detail, str) else json.dumps(detail, separators=(",", ":"), default=str)
+    return text if len(text) <= SUMMARY_DETAIL_CHARS else text[:SUMMARY_DETAIL_CHARS - 1] + "…"
+
+
+def _print(lines: list[str], stream) -> None:
+    if stream is not None:  # a windowed bundle on Windows has no console
+        print("\n".join(lines), file=stream, flush=True)
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the self-test, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _tiny_checkpoints(folder: Path) -> tuple[Path, Path]:
@@ -59,18 +252,46 @@ def _tiny_checkpoints(folder: Path) -> tuple[Path, Path]:
 
 
 def run(report_path: str | None) -> int:
-    """Build everything off screen and report what works (exit 0 = all checks passed)."""
+    """Build everything off screen and report what works (exit 0 = no check failed)."""
+    if report_path:
+        problem = report_problem(report_path)
+        if problem:
+            _print([f"dia-studio --self-test: can't write the report to {report_path}: {problem}"], sys.stderr)
+            return EXIT_REPORT_UNWRITABLE
+    import engine
+
+    user_data = engine.data_dir(create=False)  # before the self-test points the app at its temp folder
+    scratch = Path(tempfile.mkdtemp(prefix="dia-studio-self-test-"))
+    try:
+        with _environment(DIA_STUDIO_DATA_DIR=str(scratch / "data"), HF_HUB_OFFLINE="1"):  # never downloads
+            checks = _run_checks(scratch, user_data)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    counts = count_states(checks)
+    report = json.dumps({"ok": counts[FAILED] == 0, "counts": counts, "frozen": bool(getattr(sys, "frozen", False)),
+                         "checks": checks}, indent=2)
+    lines = summary(checks)
+    if report_path:
+        try:
+            Path(report_path).write_text(report, encoding="utf-8")
+        except OSError as exc:
+            _print(lines, sys.stdout)
+            _print([f"dia-studio --self-test: can't write the report to {report_path}: {exc.strerror or exc}"],
+                   sys.stderr)
+            return EXIT_REPORT_UNWRITABLE
+        _print([*lines, f"Report: {report_path}"], sys.stdout)
+    else:
+        _print([report], sys.stdout)
+        _print(lines, sys.stderr)
+    return EXIT_FAILED if counts[FAILED] else 0
+
+
+def _run_checks(scratch: Path, user_data: Path) -> dict[str, dict]:
+    """Every check, in ``CHECKS`` order; ``scratch`` is the temporary folder everything is built in."""
     checks: dict[str, dict] = {}
 
-    def check(name: str, fn) -> None:
-        try:
-            checks[name] = {"ok": True, "detail": fn()}
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-
-    scratch = Path(tempfile.mkdtemp(prefix="dia-studio-self-test-"))
-    os.environ.setdefault("DIA_STUDIO_DATA_DIR", str(scratch / "data"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the self-test never downloads
+    def check(name: str, fn: Callable[[], Any]) -> None:
+        checks[name] = run_check(fn)
 
     from PySide6.QtCore import QLibraryInfo, QSettings, qVersion
 
@@ -83,7 +304,7 @@ def run(report_path: str | None) -> int:
 
     check("qt", lambda: f"Qt {qVersion()} on {app.platformName()}")
 
-    def platform_plugin() -> str:
+    def platform_plugin() -> dict:
         wanted = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] or app.platformName()
         if app.platformName() != wanted:
             raise RuntimeError(f"asked for the {wanted!r} platform plugin, got {app.platformName()!r}")
@@ -107,6 +328,7 @@ def run(report_path: str | None) -> int:
         return {"root": str(resources.ROOT), "examples": examples}
 
     check("resources", resource_files)
+    check("user_data", lambda: check_user_data(user_data))
 
     def data_dir() -> str:
         import engine
@@ -136,13 +358,7 @@ def run(report_path: str | None) -> int:
         return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
     check("torch", torch_check)
-
-    def cpu_kernels() -> dict:
-        import engine
-
-        return {"kernels": engine.cpu_kernels(), **engine.check_kernels()}
-
-    check("cpu_kernels", cpu_kernels)
+    check("cpu_kernels", check_cpu_kernels)
 
     def soundfile_check() -> str:
         import numpy as np
@@ -168,34 +384,38 @@ def run(report_path: str | None) -> int:
                 "devices": len(sd.query_devices())}
 
     check("portaudio", portaudio)
+    check("audio", check_audio)
 
-    def audio() -> str:
-        from app.playback import available_outputs
+    def window() -> dict:
+        from PySide6.QtCore import QBuffer, QIODevice
 
-        devices, status = available_outputs()
-        return status or f"{len(devices)} output device(s)"
-
-    check("audio", audio)
-
-    def window() -> str:
         from app.main_window import MainWindow
 
         w = MainWindow()
-        w.show()
-        app.processEvents()
-        out = scratch / "window.png"
-        if not w.grab().save(str(out)):
-            raise RuntimeError("could not save the window screenshot")
-        w.shutdown()
-        w.close()
-        return str(out)
+        try:
+            w.show()
+            app.processEvents()
+            png = QBuffer()
+            png.open(QIODevice.OpenModeFlag.WriteOnly)
+            if not w.grab().save(png, "PNG"):
+                raise RuntimeError("could not take a screenshot of the window")
+            return {"size": [w.width(), w.height()], "screenshot_bytes": png.size()}
+        finally:
+            w.shutdown()
+            w.close()
 
     check("window", window)
 
     def render() -> dict:
         import soundfile as sf
 
-        from engine import DiaEngine, EngineOptions, GenerationParams, RenderRequest, write_audio
+        from engine import (
+            DiaEngine,
+            EngineOptions,
+            GenerationParams,
+            RenderRequest,
+            write_audio,
+        )
 
         dia, dac = _tiny_checkpoints(scratch / "models")
         eng = DiaEngine.load(EngineOptions(model=str(dia), codec=str(dac), device="cpu", dtype="float32",
@@ -206,18 +426,8 @@ def run(report_path: str | None) -> int:
             raise RuntimeError("the render produced no audio")
         out = write_audio(scratch / "render.wav", result.audio, result.sample_rate)
         info = sf.info(str(out))
-        import shutil
-
-        shutil.rmtree(scratch / "models", ignore_errors=True)
-        return {"file": str(out), "seconds": round(info.duration, 3), "sample_rate": info.samplerate,
+        return {"seconds": round(info.duration, 3), "sample_rate": info.samplerate, "bytes": out.stat().st_size,
                 "stop_reason": result.stop_reason}
 
     check("render", render)
-
-    ok = all(c["ok"] for c in checks.values())
-    report = json.dumps({"ok": ok, "frozen": bool(getattr(sys, "frozen", False)), "checks": checks}, indent=2)
-    if report_path:
-        Path(report_path).write_text(report, encoding="utf-8")
-    elif sys.stdout is not None:
-        print(report)
-    return 0 if ok else 1
+    return checks

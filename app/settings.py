@@ -1,5 +1,10 @@
-"""Typed options over QSettings (INI format): every read passes ``type=`` so values written by an
-earlier run (which come back from the INI file as strings) keep their types.
+"""Typed options over QSettings (INI format): values written by an earlier run come back from the
+INI file as strings, so every read converts them back to the option's type. Integers are parsed
+in Python: Qt's own string-to-int conversion goes through a float and rounds large numbers (a
+seed of 3000982715 came back as 3000982784).
+
+The INI file holds the user's settings (recent files, folders): it is private (0600, in a 0700
+folder), like the rest of the user's data.
 
     settings = Settings()
     settings.get(MODEL_PATH)            # -> str
@@ -10,10 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from engine.files import PRIVATE_FILE_MODE, ensure_private_dir, make_private
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ QUANTIZE = Option("model/quantize_int8", False, bool)
 OFFLINE = Option("model/offline", False, bool)
 # -- rendering
 PARAMS = Option("render/params", {}, dict)  # GenerationParams.to_dict() of the panel
-LAST_SEED = Option("render/last_seed", -1, int)
+LAST_SEED = Option("render/last_seed", -1, int)  # exact up to 2**63 - 1 (see _to_int)
 USER_PRESETS = Option("render/user_presets", {}, dict)  # name -> params dict
 PLAY_WHILE_RENDERING = Option("render/play_while_rendering", True, bool)
 CAST_S1 = Option("cast/s1", -2, int)  # voice id; -1 = random voice; -2 = not chosen yet (use default)
@@ -73,6 +81,7 @@ class Settings:
     def __init__(self, qsettings: QSettings | None = None) -> None:
         self.q = qsettings or QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
                                         ORGANIZATION, APPLICATION)
+        self._make_file_private()
 
     def get(self, option: Option[T]) -> T:
         if not self.q.contains(option.key):
@@ -87,6 +96,8 @@ class Settings:
             if option.kind is list:
                 value = self.q.value(option.key, [], type=list)
                 return [str(v) for v in (value or [])]
+            if option.kind is int:
+                return _to_int(self.q.value(option.key, option.default))
             return self.q.value(option.key, option.default, type=option.kind)
         except (TypeError, ValueError) as exc:
             log.warning("setting %s is unreadable (%s); using the default", option.key, exc)
@@ -99,6 +110,8 @@ class Settings:
             self.q.setValue(option.key, QByteArray(bytes(value)))
         elif option.kind is list:
             self.q.setValue(option.key, [str(v) for v in value])
+        elif option.kind is int:
+            self.q.setValue(option.key, str(_to_int(value)))  # the INI text either way; never a float
         else:
             self.q.setValue(option.key, option.kind(value))
 
@@ -107,10 +120,33 @@ class Settings:
 
     def sync(self) -> None:
         self.q.sync()
+        self._make_file_private()
+
+    def _make_file_private(self) -> None:
+        """Create the INI file as 0600 in a 0700 folder before Qt writes it (Qt keeps an existing
+        file's mode when it rewrites it), or tighten one that an earlier version left readable."""
+        if self.q.format() != QSettings.Format.IniFormat or not self.q.fileName():
+            return
+        path = self.q.fileName()
+        try:
+            ensure_private_dir(os.path.dirname(path))
+            if not os.path.exists(path):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+        except OSError as exc:  # a read-only config folder must not stop the app; Qt reports it on sync
+            log.warning("can't create the settings file %s: %s", path, exc)
+            return
+        make_private(path)
 
     @property
     def file_name(self) -> str:
         return self.q.fileName()
+
+
+def _to_int(value: Any) -> int:
+    """An int from a stored value (an int, or the INI file's text), exactly; bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
+        raise TypeError(f"not an integer: {value!r}")
+    return int(value.strip() if isinstance(value, (str, bytes)) else value)
 
 
 def _copy(value: Any) -> Any:

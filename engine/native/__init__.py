@@ -79,11 +79,12 @@ def _load(root: str | None) -> str:
     """Load the built library once; returns its ISA ("" when it is missing, stale or disabled)."""
     if os.environ.get("DIA_STUDIO_NATIVE", "1") == "0":
         return ""
-    path = library_file(Path(root) if root else None)
-    stamp = path.parent / "build.json"
-    if not path.is_file() or not stamp.is_file():
-        return ""
     try:
+        # library_file() hashes the sources: a bundle built without the kernels doesn't ship them
+        path = library_file(Path(root) if root else None)
+        stamp = path.parent / "build.json"
+        if not path.is_file() or not stamp.is_file():
+            return ""
         if json.loads(stamp.read_text()).get("tag") != build_tag():
             return ""
         torch.ops.load_library(str(path))
@@ -128,7 +129,7 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def check_kernels() -> dict:
     """Prove the loaded kernels compute what PyTorch computes (for ``dia-studio --self-test``)."""
     state = isa()
-    detail = {"isa": state or None, "library": str(library_file()) if state else None}
+    detail = {"isa": state or None, "library": str(library_file()) if state else None, "supported": supported()}
     if state:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(3, 200, generator=gen)

@@ -33,7 +33,7 @@ def restore_palette(qapp):
 
 def test_geometry_splitters_tab_theme_and_font_are_restored(qtbot, settings_path, restore_palette):
     first = make_window(qtbot, Settings(QSettings(str(settings_path), QSettings.Format.IniFormat)))
-    first.resize(790, 590)  # within the offscreen screen (800x600), which restoreGeometry clamps to
+    first.resize(760, 540)  # fits the offscreen screen (800x600) with a frame allowance (app.geometry)
     first.editor_splitter.setSizes([300, 470])
     first.tabs.setCurrentIndex(1)
     first.set_theme("dark")
@@ -116,3 +116,17 @@ def test_library_window_controls_are_described(qtbot, window):
     assert missing == []
     library.close()
     assert QApplication.instance() is not None
+
+
+def test_reuse_last_gives_the_exact_seed_after_a_restart(qtbot, settings_path, tmp_path):
+    first = make_window(qtbot, Settings(QSettings(str(settings_path), QSettings.Format.IniFormat)))
+    first.params_panel.set_last_seed(3000982715)  # what a finished render does
+    first.settings.sync()
+    first.close()
+
+    # A copy under a new name is read from the file itself, as after a restart (Qt caches a file it has open).
+    restarted = tmp_path / "restarted.ini"
+    restarted.write_bytes(settings_path.read_bytes())
+    second = make_window(qtbot, Settings(QSettings(str(restarted), QSettings.Format.IniFormat)))
+    second.params_panel.seed.reuse_last()
+    assert second.params_panel.seed.seed() == 3000982715
