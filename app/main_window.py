@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QIcon, QTextCursor
 from PySide6.QtWidgets import (
     QApplication,
@@ -36,17 +36,30 @@ from app import settings as opts
 from app.draft import Draft, atomic_write_text, load_draft, read_script, save_draft
 from app.editor.script_panel import ScriptPanel
 from app.errors import UserError, describe
+from app.geometry import fit_window
 from app.menus import add_action, build_menus
-from app.model_settings import ModelSettingsDialog, engine_options, missing_model_message
+from app.model_settings import (
+    ModelSettingsDialog,
+    ask_before_download,
+    engine_options,
+    missing_model_message,
+)
 from app.panels.cast import CastPanel
 from app.panels.history import HistoryPanel
 from app.panels.parameters import ParametersPanel
 from app.panels.player import PlayerPanel
 from app.panels.queue import QueuePanel
 from app.panels.render_bar import RenderBar
-from app.playback import PLAYING, AudioPlayer
+from app.panels.status_bar import WrappingStatusBar
+from app.playback import BUFFERING, PLAYING, AudioPlayer, DeviceWatcher
 from app.settings import Settings
-from app.take import EXPORT_FILTERS, EXPORT_SUFFIX, Take
+from app.take import (
+    EXPORT_FILTERS,
+    EXPORT_SUFFIX,
+    Take,
+    suggested_file_name,
+    take_warnings,
+)
 from app.tasks import TaskRunner
 from app.theme import apply_theme
 from app.workers import JobOutcome, RenderJob, RenderQueue
@@ -55,6 +68,7 @@ log = logging.getLogger(__name__)
 
 FRAMES_PER_SECOND = 44100 / 512
 MAX_RECENT = 8
+DEFAULT_SIZE = QSize(1280, 860)  # on a first start; shrunk to fit smaller screens
 
 
 class MainWindow(QMainWindow):
@@ -182,7 +196,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
-        self.resize(1280, 860)
+        self.setStatusBar(WrappingStatusBar())
+        self.device_watcher = DeviceWatcher(self)
 
         QWidget.setTabOrder(self.editor, self.cast_panel.combos["S1"])
         QWidget.setTabOrder(self.cast_panel.combos["S1"], self.cast_panel.combos["S2"])
@@ -212,6 +227,7 @@ class MainWindow(QMainWindow):
         self.player_panel.exportRequested.connect(self.ask_export_current)
         self.player.error.connect(lambda message: self.show_error(UserError("Playback problem", message)))
         self.player.durationChanged.connect(lambda _d: self._update_render_state())
+        self.device_watcher.changed.connect(self.player_panel.rescan)
 
         q = self.queue
         q.loadingStarted.connect(self._loading_started)
@@ -239,14 +255,16 @@ class MainWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         s = self.settings
-        if s.get(opts.GEOMETRY):
-            self.restoreGeometry(s.get(opts.GEOMETRY))
+        if s.get(opts.GEOMETRY) and self.restoreGeometry(s.get(opts.GEOMETRY)):
+            fit_window(self)  # saved on a larger screen: keep it inside this one
+        else:
+            fit_window(self, DEFAULT_SIZE, center=True)
         if s.get(opts.WINDOW_STATE):
             self.restoreState(s.get(opts.WINDOW_STATE))
         if s.get(opts.MAIN_SPLITTER):
             self.main_splitter.restoreState(s.get(opts.MAIN_SPLITTER))
         else:
-            self.main_splitter.setSizes([520, 340])
+            self.main_splitter.setSizes(self._default_main_split())
         if s.get(opts.EDITOR_SPLITTER):
             self.editor_splitter.restoreState(s.get(opts.EDITOR_SPLITTER))
         else:
@@ -257,6 +275,16 @@ class MainWindow(QMainWindow):
             self._set_editor_font_size(size)
         self.player_panel.refresh_devices(s.get(opts.OUTPUT_DEVICE))
         self._fill_recent()
+
+    def _default_main_split(self) -> list[int]:
+        """Editor row and bottom row: the bottom keeps its minimum, the editor row (with the
+        parameters) gets what the side panel needs first, then a share of the rest."""
+        total = max(1, self.main_splitter.height() if self.isVisible() else self.height() - 110)
+        bottom_min = self.main_splitter.widget(1).minimumSizeHint().height()
+        side = self.editor_splitter.widget(1).widget().sizeHint().height()
+        top = max(min(side, total - bottom_min), round(total * 0.6))
+        top = min(top, total - bottom_min) if total > bottom_min else total // 2
+        return [top, max(1, total - top)]
 
     def save_settings(self) -> None:
         s = self.settings
@@ -342,13 +370,17 @@ class MainWindow(QMainWindow):
         self.editor.setFocus()
 
     def ask_open_script(self) -> None:
+        """Offer to save unsaved changes first, then ask which file to open."""
+        if not self.keep_or_drop_changes():
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open script", self.settings.get(opts.LAST_DIR) or str(Path.home()),
                                               "Scripts (*.txt *.dia);;All files (*)")
         if path:
-            self.open_script(path)
+            self.open_script(path, ask=False)
 
-    def open_script(self, path: str | Path) -> bool:
-        if not self.keep_or_drop_changes():
+    def open_script(self, path: str | Path, *, ask: bool = True) -> bool:
+        """Load a script file; ``ask=False`` when the unsaved changes were already dealt with."""
+        if ask and not self.keep_or_drop_changes():
             return False
         try:
             text = read_script(path)
@@ -442,6 +474,8 @@ class MainWindow(QMainWindow):
         budget = engine.estimate_budget(script, prompt_seconds=cost.seconds if cost else 0.0,
                                         max_new_tokens=params.max_new_tokens)
         expected = math.ceil(budget.estimated_seconds * FRAMES_PER_SECOND) + 15
+        if not ask_before_download(self, self.settings):  # a missing model: ask before downloading gigabytes
+            return None
         return RenderJob(script=script, params=params, options=engine_options(self.settings), cast=dict(cast),
                          title=engine.make_title(script), expected_steps=expected)
 
@@ -513,16 +547,20 @@ class MainWindow(QMainWindow):
         self.update_model_banner()
 
     def _render_started(self, job: RenderJob) -> None:
+        """Stream the render into the player (live waveform, partial kept on cancel) unless another
+        take is playing; play along when asked to and an output exists."""
         self._close_load_dialog()
-        follow = self.follow_action.isChecked()
-        busy_elsewhere = self.player.state == PLAYING and (self.take is None or self.take.job_id is None)
-        if follow and not busy_elsewhere and self.player_panel.has_output:
-            self.take = Take(job.title, job.script, job.params.to_dict(), None, self._cast_names(job.cast),
-                             job.options.model or engine.DIA_REPO, job_id=job.id)
-            expected = job.expected_steps / FRAMES_PER_SECOND if job.expected_steps else 10.0
-            self.player.begin_stream(44100, ("job", job.id), expected)
-            self.player_panel.waveform.expected_seconds = expected / max(0.5, job.params.speed_factor)
-            self.player_panel.set_title(f"Rendering: {job.title}")
+        busy_elsewhere = self.player.state in (PLAYING, BUFFERING) and (self.take is None or self.take.job_id is None)
+        if busy_elsewhere:
+            return
+        self.take = Take(job.title, job.script, job.params.to_dict(), None, self._cast_names(job.cast),
+                         job.options.model or engine.DIA_REPO, job_id=job.id)
+        expected = job.expected_steps / FRAMES_PER_SECOND if job.expected_steps else 10.0
+        self.player.begin_stream(44100, ("job", job.id), expected)
+        self.player_panel.waveform.expected_seconds = expected / max(0.5, job.params.speed_factor)
+        self.player_panel.set_title(f"Rendering: {job.title}")
+        self.player_panel.set_warnings(())
+        if self.follow_action.isChecked() and self.player_panel.has_output:
             self.player.play()
 
     def _job_changed(self, job: RenderJob) -> None:
@@ -537,9 +575,10 @@ class MainWindow(QMainWindow):
         result = outcome.result
         self.params_panel.set_last_seed(result.seed)
         entry = outcome.entry
+        warnings = take_warnings(result.stop_reason, result.warnings)
         take = Take(entry.title if entry else engine.make_title(job.script), job.script, result.params.to_dict(),
                     result.seed, self._cast_names(job.cast, entry), job.options.model or engine.DIA_REPO,
-                    entry.id if entry else None, job.id)
+                    entry.id if entry else None, job.id, warnings=warnings)
         if self.player.source == ("job", job.id):
             self.player.end_stream(result.audio)
             self.take = take
@@ -548,10 +587,10 @@ class MainWindow(QMainWindow):
             self.take = take
         if self.take is take:
             self.player_panel.set_title(f"{take.title} · seed {result.seed}")
+            self.player_panel.set_warnings(warnings)
+        note = f" · ⚠ {warnings[0].split(':')[0]}" if warnings else ""  # in full above the waveform
         self.render_bar.show_result(f"Done: {result.duration:.1f} s of audio in "
-                                    f"{result.timings.get('total', 0):.1f} s (seed {result.seed})", done=True)
-        if result.warnings:
-            self.statusBar().showMessage("Note: " + "; ".join(result.warnings), 10000)
+                                    f"{result.timings.get('total', 0):.1f} s (seed {result.seed}){note}", done=True)
         self.history_panel.reload()
         if entry is not None:
             self.history_panel.select(entry.id)
@@ -605,8 +644,10 @@ class MainWindow(QMainWindow):
         def done(samples: np.ndarray) -> None:
             self.player.load(samples, entry.sample_rate, ("entry", entry.id))
             self.take = Take(entry.title, entry.script, entry.params.to_dict(), entry.seed,
-                             self._cast_names({}, entry), entry.model, entry.id)
+                             self._cast_names({}, entry), entry.model, entry.id,
+                             warnings=take_warnings(entry.stop_reason, entry.warnings))
             self.player_panel.set_title(f"{entry.title} · seed {entry.seed}")
+            self.player_panel.set_warnings(self.take.warnings)
             self.player.play()
             self._update_render_state()
 
@@ -648,6 +689,7 @@ class MainWindow(QMainWindow):
             self.player.clear()
             self.take = None
             self.player_panel.set_title("")
+            self.player_panel.set_warnings(())
         self.history_panel.reload()
         return True
 
@@ -662,8 +704,8 @@ class MainWindow(QMainWindow):
 
     def _ask_export_path(self, title: str) -> str:
         preferred, filters = self.export_suffix_filter()
-        safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in title)[:40].strip() or "dialogue"
-        start = Path(self.settings.get(opts.LAST_DIR) or Path.home()) / f"{safe}{EXPORT_SUFFIX[preferred]}"
+        name = suggested_file_name(title)
+        start = Path(self.settings.get(opts.LAST_DIR) or Path.home()) / f"{name}{EXPORT_SUFFIX[preferred]}"
         path, chosen = QFileDialog.getSaveFileName(self, "Export audio", str(start), filters,
                                                    EXPORT_FILTERS[preferred])
         if path and not Path(path).suffix:
@@ -692,7 +734,7 @@ class MainWindow(QMainWindow):
 
     def export_entry(self, entry: engine.HistoryEntry, path: str | Path) -> None:
         take = Take(entry.title, entry.script, entry.params.to_dict(), entry.seed, self._cast_names({}, entry),
-                    entry.model, entry.id)
+                    entry.model, entry.id, warnings=take_warnings(entry.stop_reason, entry.warnings))
         history = self.history
         self._export(path, lambda: history.load_audio(entry), entry.sample_rate, take.metadata())
 
@@ -730,6 +772,7 @@ class MainWindow(QMainWindow):
         if self.library_window is None:
             self.library_window = LibraryWindow(self.library, self.settings, self.tasks, self.player)
             self.library_window.libraryChanged.connect(self.cast_panel.refresh)
+            self.library_window.place(self)
         self.library_window.show()
         self.library_window.raise_()
         self.library_window.activateWindow()

@@ -13,17 +13,67 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
 log = logging.getLogger(__name__)
 
 STOPPED, PLAYING, PAUSED, BUFFERING = "stopped", "playing", "paused", "buffering"
 RESUME_SECONDS = 0.4  # audio that must be ahead of the playhead before buffering ends
 TICK_MS = 33
+DEVICE_NODES = Path("/dev/snd")  # Linux: sound device nodes come and go as devices are plugged in
+DEVICE_SETTLE_MS = 700  # wait for a plugged-in device to finish appearing before rescanning
+
+_players: weakref.WeakSet[AudioPlayer] = weakref.WeakSet()
+_holds: set[int] = set()  # ids of other owners of open streams (the recorder)
+
+
+def hold_audio(owner: object) -> None:
+    """Mark a stream outside ``AudioPlayer`` (a recording) as open: no rescan may pull PortAudio away."""
+    _holds.add(id(owner))
+
+
+def release_audio(owner: object) -> None:
+    _holds.discard(id(owner))
+
+
+def audio_in_use() -> bool:
+    return bool(_holds) or any(player.has_stream for player in list(_players))
+
+
+def rescan_devices() -> bool:
+    """Let PortAudio look for devices again (its list is fixed when it starts). Only while no stream
+    of ours is open, since restarting PortAudio closes them; returns whether it rescanned."""
+    sd = load_sounddevice()
+    if sd is None or audio_in_use():
+        return False
+    try:
+        sd._terminate()  # sounddevice's documented way to refresh the device list
+        sd._initialize()
+    except Exception as exc:  # noqa: BLE001 - PortAudio errors vary by platform
+        log.warning("rescanning the audio devices failed: %s", exc)
+        return False
+    return True
+
+
+class DeviceWatcher(QObject):
+    """Emits ``changed`` (once things settle) when sound devices appear or go, where the OS shows it."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QObject | None = None, nodes: Path = DEVICE_NODES) -> None:
+        super().__init__(parent)
+        self._settle = QTimer(self, singleShot=True, interval=DEVICE_SETTLE_MS)
+        self._settle.timeout.connect(self.changed)
+        self._watcher = QFileSystemWatcher(self)
+        if nodes.is_dir():
+            self._watcher.addPath(str(nodes))
+        self._watcher.directoryChanged.connect(lambda _p: self._settle.start())
 
 
 @dataclass(frozen=True)
@@ -60,7 +110,7 @@ def available_outputs() -> tuple[list[OutputDevice], str]:
     except Exception as exc:  # noqa: BLE001 - PortAudio errors vary by platform
         return [], f"Can't list the audio outputs: {exc}"
     if not devices:
-        return [], "No audio output found: connect speakers or headphones, then restart Dia Studio."
+        return [], "No audio output found: connect speakers or headphones, then open the Output list again."
     return devices, ""
 
 
@@ -91,6 +141,7 @@ class AudioPlayer(QObject):
         self._timer = QTimer(self, interval=TICK_MS)
         self._timer.timeout.connect(self._tick)
         self.source: object = None  # what is loaded (the window keeps its own description here)
+        _players.add(self)
 
     # -- content
 
@@ -114,6 +165,11 @@ class AudioPlayer(QObject):
     @property
     def streaming(self) -> bool:
         return self._streaming
+
+    @property
+    def has_stream(self) -> bool:
+        """A PortAudio stream is open."""
+        return self._stream is not None
 
     def samples(self) -> np.ndarray:
         """A copy-free view of the audio loaded so far."""

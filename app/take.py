@@ -11,6 +11,26 @@ import engine
 EXPORT_FILTERS = {"wav": "WAV audio (*.wav)", "flac": "FLAC audio (*.flac)", "opus": "Opus audio (*.opus *.ogg)",
                   "mp3": "MP3 audio (*.mp3)"}
 EXPORT_SUFFIX = {"wav": ".wav", "flac": ".flac", "opus": ".opus", "mp3": ".mp3"}
+FILE_NAME_CHARS = 40
+LENGTH_CAP_STOP = "max_new_tokens"  # RenderResult.stop_reason when the render hit its length cap
+
+
+def take_warnings(stop_reason: str, warnings: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """What a take must keep showing: a render cut off by its length cap, then the engine's notes."""
+    notes = [str(w) for w in warnings]
+    if stop_reason == LENGTH_CAP_STOP:
+        notes.insert(0, "The render reached Max audio length and was cut off: the end of the script may be "
+                        "missing. Raise Max audio length or split the script.")
+    return tuple(notes)
+
+
+def suggested_file_name(title: str) -> str:
+    """A file name (without suffix) from a take's title, shortened at a word boundary."""
+    safe = " ".join("".join(ch if ch.isalnum() or ch in " -_" else " " for ch in title).split())
+    if len(safe) > FILE_NAME_CHARS:
+        head = safe[:FILE_NAME_CHARS + 1]  # one more: a space there means the last word is whole
+        safe = head.rsplit(" ", 1)[0] if " " in head else safe[:FILE_NAME_CHARS]
+    return safe.strip(" -_") or "dialogue"
 
 
 @dataclass
@@ -26,10 +46,17 @@ class Take:
     entry_id: int | None = None
     job_id: int | None = None
     partial: bool = False
+    warnings: tuple[str, ...] = ()
 
     def metadata(self) -> dict[str, str]:
+        """Tags for an exported file; the JSON comment holds what reproduces the take (its real seed)."""
+        params = dict(self.params)
+        if self.seed is not None:
+            params["seed"] = self.seed  # not the requested -1 ("random"): the seed the take used
         comment = {"software": f"Dia Studio {engine.__version__}", "model": self.model, "seed": self.seed,
-                   "params": self.params, "cast": self.cast, "script": self.script}
+                   "params": params, "cast": self.cast, "script": self.script}
+        if self.warnings:
+            comment["warnings"] = list(self.warnings)
         return {"title": self.title, "artist": "Dia Studio", "software": f"Dia Studio {engine.__version__}",
                 "date": datetime.now(timezone.utc).date().isoformat(),
                 "comment": json.dumps(comment, ensure_ascii=False, sort_keys=True)}

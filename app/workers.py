@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from app.errors import UserError, describe
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress signals (the last one always goes out)
+TAIL_SHARE = 0.03  # share of the bar left for the decode tail after the last decoder step
+ETA_TIME_CONSTANT = 4.0  # seconds: how quickly the shown time left follows a new estimate
+ETA_MIN_STEPS = 8  # no time left is shown before this many steps (the first ones are slow)
 QUEUED, LOADING, RENDERING, DONE, FAILED, CANCELLED = "queued", "loading", "rendering", "done", "failed", "cancelled"
 STATE_LABELS = {QUEUED: "Queued", LOADING: "Loading model", RENDERING: "Rendering", DONE: "Done",
                 FAILED: "Failed", CANCELLED: "Cancelled"}
@@ -52,6 +56,64 @@ class RenderJob:
     @property
     def finished(self) -> bool:
         return self.state in (DONE, FAILED, CANCELLED)
+
+
+class RenderEstimate:
+    """One progress for a whole render (voice prompt, generation, decode tail) and a smoothed time left.
+
+    Time-based: the work done is the time since the render started, the work left is the smoothed
+    time the remaining decoder steps need, so the bar and the time left agree. Past the script's
+    estimate the render can only run to the step cap: the bar then creeps towards it and the time
+    left is that upper bound. The bar never moves backwards.
+    """
+
+    def __init__(self, expected_steps: int, started: float) -> None:
+        self.expected_steps = max(1, expected_steps)
+        self.started = started
+        self.fraction = 0.0
+        self.left: float | None = None  # smoothed seconds left
+        self.overrun = False  # the render runs longer than the script's estimate
+        self._overrun_from: tuple[int, float] | None = None  # (step, fraction) when the estimate ran out
+        self._updated = started
+
+    def update(self, p: engine.RenderProgress, now: float) -> None:
+        """Take one progress report received at ``now`` (a monotonic clock, in seconds)."""
+        if p.stage == "finish":
+            self.fraction = max(self.fraction, 1.0 - TAIL_SHARE)
+            self.left = None
+        elif p.stage == "generate":
+            self._generate(p, now)
+        self._updated = now
+
+    def _generate(self, p: engine.RenderProgress, now: float) -> None:
+        cap = max(1, p.max_steps)
+        expected = min(self.expected_steps, cap)
+        if p.step >= expected and p.step < cap:
+            self._creep(p.step, cap, p.frames_per_second)
+            return
+        if p.frames_per_second <= 0 or p.step < ETA_MIN_STEPS:
+            return
+        raw = max(0, expected - p.step) / p.frames_per_second
+        self.left = raw if self.left is None else self._smooth(raw, now)
+        elapsed = max(1e-6, now - self.started)
+        self._advance((1.0 - TAIL_SHARE) * elapsed / (elapsed + self.left))
+
+    def _creep(self, step: int, cap: int, rate: float) -> None:
+        if self._overrun_from is None:
+            self._overrun_from = (step, self.fraction)
+        self.overrun = True
+        first, start = self._overrun_from
+        done = (step - first) / max(1, cap - first)
+        self._advance(start + (1.0 - TAIL_SHARE - start) * done)
+        self.left = (cap - step) / rate if rate > 0 else None
+
+    def _smooth(self, raw: float, now: float) -> float:
+        predicted = max(0.0, self.left - (now - self._updated))
+        weight = 1.0 - math.exp(-max(0.0, now - self._updated) / ETA_TIME_CONSTANT)
+        return max(0.0, predicted + weight * (raw - predicted))
+
+    def _advance(self, fraction: float) -> None:
+        self.fraction = max(self.fraction, min(1.0 - TAIL_SHARE, fraction))
 
 
 @dataclass(frozen=True)
@@ -200,6 +262,8 @@ class RenderQueue(QObject):
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
+        self._estimates: dict[int, RenderEstimate] = {}
+        self.clock: Callable[[], float] = time.monotonic  # tests may drive progress with their own clock
         self.thread.start()
         self._closed = False
         self._warm_up.emit()
@@ -299,6 +363,7 @@ class RenderQueue(QObject):
         self._dispatch.emit(job)
 
     def _done(self, job: RenderJob) -> None:
+        self._estimates.pop(job.id, None)
         if job is self.current:
             self.current = None
             self.busyChanged.emit(False)
@@ -313,6 +378,7 @@ class RenderQueue(QObject):
     def _on_started(self, job_id: int) -> None:
         job = self.job(job_id)
         if job is not None:
+            self._estimates[job.id] = RenderEstimate(job.expected_steps or 1, self.clock())
             self._set(job, RENDERING, 0.0, "Preparing…")
             self.renderStarted.emit(job)
 
@@ -320,18 +386,9 @@ class RenderQueue(QObject):
         job = self.job(job_id)
         if job is None or job.stop.is_set():
             return
-        if p.stage == "prompt":
-            self._set(job, RENDERING, 0.0, "Encoding the voice prompt…")
-        elif p.stage == "finish":
-            self._set(job, RENDERING, 1.0, "Finishing the audio…")
-        else:
-            expected = max(1, min(p.max_steps, job.expected_steps or p.max_steps))
-            fraction = min(0.99, p.step / expected)
-            parts = [f"{fraction:.0%}", f"{p.frames_per_second:.0f} frames/s", f"{p.audio_seconds:.1f} s of audio"]
-            if p.frames_per_second > 0:
-                left = max(0.0, (expected - p.step) / p.frames_per_second)
-                parts.append(f"≈ {format_seconds(left)} left")
-            self._set(job, RENDERING, fraction, " · ".join(parts))
+        estimate = self._estimates.setdefault(job.id, RenderEstimate(job.expected_steps or 1, self.clock()))
+        estimate.update(p, self.clock())
+        self._set(job, RENDERING, estimate.fraction, progress_detail(p, estimate))
         self.renderProgress.emit(job, p)
 
     def _on_finished(self, job_id: int, outcome: JobOutcome) -> None:
@@ -361,6 +418,23 @@ class RenderQueue(QObject):
         self._set(job, CANCELLED, 0.0, "Cancelled")
         self.jobCancelled.emit(job)
         self._done(job)
+
+
+def progress_detail(p: engine.RenderProgress, estimate: RenderEstimate) -> str:
+    """What the render bar says next to the bar: stage, speed, audio so far, time left."""
+    if p.stage == "prompt":
+        return "Encoding the voice prompt…"
+    if p.stage == "finish":
+        return "Finishing the audio…"
+    parts = [f"{estimate.fraction:.0%}", f"{p.frames_per_second:.0f} frames/s", f"{p.audio_seconds:.1f} s of audio"]
+    if estimate.overrun:
+        parts.append("longer than the script's estimate" + (f", at most {format_seconds(estimate.left)} left"
+                                                            if estimate.left is not None else ""))
+    elif estimate.left is not None:
+        parts.append(f"≈ {format_seconds(estimate.left)} left" if estimate.left >= 1 else "almost done")
+    else:
+        parts.append("estimating the time left…")
+    return " · ".join(parts)
 
 
 def format_seconds(seconds: float) -> str:

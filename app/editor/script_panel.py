@@ -36,8 +36,12 @@ class BudgetView(QWidget):
         self.bar = QProgressBar()
         self.bar.setObjectName("budgetBar")
         self.bar.setAccessibleName("Token budget used")
-        self.bar.setTextVisible(True)
-        self.bar.setFixedWidth(200)
+        # the share is a label beside the bar: text drawn on the bar straddles the fill edge, half unreadable
+        self.bar.setTextVisible(False)
+        self.bar.setFixedWidth(160)
+        self.share = QLabel("")
+        self.share.setObjectName("budgetShare")
+        self.share.setAccessibleName("Share of one render")
         self.warning = QLabel()
         self.warning.setObjectName("budgetWarning")
         self.warning.setWordWrap(True)
@@ -46,6 +50,7 @@ class BudgetView(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.estimate, 1)
         row.addWidget(self.bar)
+        row.addWidget(self.share)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -59,7 +64,7 @@ class BudgetView(QWidget):
             self.estimate.setText("Empty script")
             self.bar.setRange(0, 1)
             self.bar.setValue(0)
-            self.bar.setFormat("")
+            self.share.setText("")
             self.warning.hide()
             return
         prompt = f" + {budget.prompt_frames / FRAMES_PER_SECOND:.1f} s voice prompt" if budget.prompt_frames else ""
@@ -69,7 +74,7 @@ class BudgetView(QWidget):
         self.bar.setRange(0, max(1, budget.frame_budget))
         self.bar.setValue(min(budget.estimated_frames, budget.frame_budget))
         share = budget.estimated_frames / max(1, budget.frame_budget)
-        self.bar.setFormat(f"{share:.0%} of one render")
+        self.share.setText(f"{share:.0%} of one render")
         self.bar.setToolTip(f"{budget.estimated_frames} of {budget.frame_budget} audio frames "
                             f"(≈ 86 per second, voice prompt included)")
         colors = editor_colors()
@@ -79,6 +84,7 @@ class BudgetView(QWidget):
         elif share > 0.85:
             palette.setColor(palette.ColorRole.Highlight, colors.warning)
         self.bar.setPalette(palette)
+        self.share.setToolTip(self.bar.toolTip())
         if budget.warnings:
             self.warning.setText("⚠ " + " · ".join(w[0].upper() + w[1:] for w in budget.warnings))
             self.warning.setStyleSheet(f"color: {(colors.error if not budget.fits else colors.warning).name()};")

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDoubleSpinBox,
     QFormLayout,
@@ -33,8 +32,17 @@ from PySide6.QtWidgets import (
 import engine
 from app import settings as opts
 from app.errors import describe
+from app.library import length_rule
 from app.library.meter import LevelMeter
-from app.playback import AudioPlayer
+from app.panels.player import RescanComboBox
+from app.playback import (
+    AudioPlayer,
+    DeviceWatcher,
+    hold_audio,
+    load_sounddevice,
+    release_audio,
+    rescan_devices,
+)
 from app.settings import Settings
 from app.tasks import TaskRunner
 
@@ -78,16 +86,16 @@ class RecorderDialog(QDialog):
         self.player = AudioPlayer(self)
         self.last_error = None
 
-        self.device = QComboBox()
+        self.device = RescanComboBox()
         self.device.setObjectName("input_device")
         self.device.setAccessibleName("Microphone")
         self.seconds = QDoubleSpinBox()
         self.seconds.setObjectName("record_seconds")
-        self.seconds.setRange(1.0, 30.0)
+        self.seconds.setRange(engine.MIN_SECONDS, engine.MAX_SECONDS)
         self.seconds.setDecimals(1)
         self.seconds.setSuffix(" s")
-        self.seconds.setValue(min(30.0, max(1.0, settings.get(opts.RECORD_SECONDS))))
-        self.seconds.setToolTip("Recording stops by itself after this long; 5–10 s of speech clones best.")
+        self.seconds.setValue(min(engine.MAX_SECONDS, max(engine.MIN_SECONDS, settings.get(opts.RECORD_SECONDS))))
+        self.seconds.setToolTip("Recording stops by itself after this long. " + length_rule())
         self.countdown = QSpinBox()
         self.countdown.setObjectName("record_countdown")
         self.countdown.setRange(0, 10)
@@ -180,6 +188,9 @@ class RecorderDialog(QDialog):
         self.save_button.clicked.connect(self.save)
         self.close_button.clicked.connect(self.reject)
         self.name.textChanged.connect(lambda _t: self._update_buttons())
+        self.device.aboutToShowPopup.connect(self.rescan)
+        self.device_watcher = DeviceWatcher(self)
+        self.device_watcher.changed.connect(self.rescan)
         self._fill_devices()
         self.next_sentence()
         self._set_state(IDLE)
@@ -187,16 +198,27 @@ class RecorderDialog(QDialog):
 
     # -- setup
 
-    def _fill_devices(self) -> None:
+    def rescan(self) -> None:
+        """Look for microphones again (the list opened, a device plugged in), unless recording."""
+        if self.state in (COUNTDOWN, RECORDING):
+            return
+        rescan_devices()
+        self._fill_devices(self.device.currentText().split(" (")[0] if self.available else "")
+        self._update_buttons()
+
+    def _fill_devices(self, preferred: str = "") -> None:
         status = engine.input_status()
+        self.device.blockSignals(True)
         self.device.clear()
-        self.available = status.available
+        self.device.blockSignals(False)
+        was_available, self.available = getattr(self, "available", False), status.available
         if not status.available:
             self.device.addItem("No microphone", -1)  # never None as item data (PySide6 refcount bug)
-            self.device.setEnabled(False)
             self.status.setText(status.message)
             return
-        preferred = self.settings.get(opts.INPUT_DEVICE)
+        if not was_available and self.status.text():
+            self.status.setText(status.message)
+        preferred = preferred or self.settings.get(opts.INPUT_DEVICE)
         for device in status.devices:
             label = f"{device.name} ({device.host_api})" + (" — default" if device.is_default else "")
             self.device.addItem(label, device.index)
@@ -343,6 +365,7 @@ class RecorderDialog(QDialog):
 
     def _set_state(self, state: str) -> None:
         self.state = state
+        (hold_audio if state == RECORDING else release_audio)(self)  # no device rescan mid-take
         self._update_buttons()
         self.stateChanged.emit(state)
 
@@ -354,7 +377,7 @@ class RecorderDialog(QDialog):
         self.stop_button.setEnabled(state in (COUNTDOWN, RECORDING))
         self.play_button.setEnabled(state == PREVIEW)
         self.save_button.setEnabled(state == PREVIEW and bool(self.name.text().strip()))
-        self.device.setEnabled(self.available and not busy)
+        self.device.setEnabled(not busy and load_sounddevice() is not None)  # opening the list rescans
         self.seconds.setEnabled(not busy)
         self.countdown.setEnabled(not busy)
 
@@ -371,6 +394,7 @@ class RecorderDialog(QDialog):
         return answer == QMessageBox.StandardButton.Discard
 
     def shutdown(self) -> None:
+        release_audio(self)
         self._timer.stop()
         self._countdown_timer.stop()
         if self.recorder is not None:

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 )
 
 import engine
-from app.table_model import RowsModel
 import resources
 from app import settings as opts
 from app.errors import UserError, describe
@@ -40,6 +39,7 @@ from app.library import length_rule
 from app.library.recorder import RecorderDialog
 from app.playback import PLAYING, AudioPlayer
 from app.settings import Settings
+from app.table_model import RowsModel
 from app.tasks import TaskRunner
 from app.theme import editor_colors
 

@@ -48,18 +48,18 @@ class CastPanel(QWidget):
             label.setToolTip(combo.toolTip())
             grid.addWidget(label, row, 0)
             grid.addWidget(combo, row, 1)
-            combo.currentIndexChanged.connect(self._changed)
+            combo.currentIndexChanged.connect(lambda _i, t=tag: self._changed(tag=t))
             self.combos[tag] = combo
         self.manage = QPushButton("Voice library…")
         self.manage.setObjectName("open_library")
         self.manage.setToolTip("Add, record and edit voice samples (Ctrl+L)")
         self.manage.clicked.connect(self.manageRequested)
-        grid.addWidget(self.manage, 2, 1, Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(self.manage, 1, 2)  # beside [S2]: a row less, so small screens show all parameters
         self.warning = QLabel()
         self.warning.setObjectName("cast_warning")
         self.warning.setWordWrap(True)
         self.warning.hide()
-        grid.addWidget(self.warning, 3, 0, 1, 2)
+        grid.addWidget(self.warning, 2, 0, 1, 3)
         grid.setColumnStretch(1, 1)
 
     # -- content
@@ -89,6 +89,8 @@ class CastPanel(QWidget):
                                       Qt.ItemDataRole.ToolTipRole)
         if previous is None:
             previous = self._stored_choices()
+        elif self.settings.get(opts.CAST_S1) == NOT_CHOSEN:
+            previous["S1"] = self._stored_choices()["S1"]  # not chosen by hand: S1 follows the library's default
         self.set_cast(previous, store=False)
         if message:
             self.warning.setText(message)
@@ -136,11 +138,13 @@ class CastPanel(QWidget):
         lines = "\n".join(f"[S{i + 1}] {s.transcript}" for i, s in enumerate(chosen))
         return PromptCost(seconds, engine.text_token_count(lines + "\n"))
 
-    def _changed(self, *_args, store: bool = True) -> None:
+    def _changed(self, *_args, store: bool = True, tag: str | None = None) -> None:
+        """Report the cast; ``store`` remembers the choice of ``tag`` (both when None) as the user's own."""
         cast = self.cast()
         if store:
-            self.settings.set(opts.CAST_S1, cast["S1"] if cast["S1"] is not None else RANDOM)
-            self.settings.set(opts.CAST_S2, cast["S2"] if cast["S2"] is not None else RANDOM)
+            for t, option in (("S1", opts.CAST_S1), ("S2", opts.CAST_S2)):
+                if tag in (None, t):
+                    self.settings.set(option, cast[t] if cast[t] is not None else RANDOM)
         self._update_warning(cast)
         self.castChanged.emit(cast)
         self.promptCostChanged.emit(self.prompt_cost())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
 
 import engine
 from app.table_model import RowsModel
+from app.take import take_warnings
+from app.theme import editor_colors
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,18 @@ class HistoryModel(RowsModel):
         self.set_rows(entries)
 
     def cell(self, entry, column: int, role):
+        warnings = take_warnings(entry.stop_reason, entry.warnings)
         if role == Qt.ItemDataRole.DisplayRole:
-            return (when(entry.created_at), (entry.label + " — " if entry.label else "") + entry.title,
-                    entry.cast_label, f"{entry.duration:.1f} s", str(entry.seed), f"{entry.render_seconds:.1f} s")[column]
+            title = ("⚠ " if warnings else "") + (entry.label + " — " if entry.label else "") + entry.title
+            return (when(entry.created_at), title, entry.cast_label, f"{entry.duration:.1f} s", str(entry.seed),
+                    f"{entry.render_seconds:.1f} s")[column]
+        if role == Qt.ItemDataRole.ForegroundRole and column == 1 and warnings:
+            return editor_colors().warning
         if role == Qt.ItemDataRole.ToolTipRole:
+            notes = "".join(f"\n⚠ {w}" for w in warnings)
             missing = "\n⚠ The audio file is missing." if not entry.audio_available else ""
             params = ", ".join(f"{k}={v}" for k, v in entry.params.to_dict().items() if k != "seed")
-            return f"{entry.script}\n\n{entry.cast_label}\nSeed {entry.seed}; {params}{missing}"
+            return f"{entry.script}\n\n{entry.cast_label}\nSeed {entry.seed}; {params}{notes}{missing}"
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (3, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:
@@ -81,12 +88,14 @@ class HistoryPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)  # compact rows
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.count = QLabel("")
+        self.count.setObjectName("history_count")
         self.buttons: dict[str, QPushButton] = {}
         row = QHBoxLayout()
         row.addWidget(self.search, 1)
@@ -103,15 +112,16 @@ class HistoryPanel(QWidget):
             button.clicked.connect(lambda _=False, s=signal: self._emit(s))
             self.buttons[key] = button
             row.addWidget(button)
+        row.insertWidget(1, self.count)  # on the search row: one line less for small screens
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.table, 1)
-        layout.addWidget(self.count)
         self._search_timer = QTimer(self, singleShot=True, interval=200)
         self._search_timer.timeout.connect(self.reload)
         self.search.textChanged.connect(self._search_timer.start)
         self.table.doubleClicked.connect(lambda _i: self._emit(self.playRequested))
+        self.table.installEventFilter(self)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         self._update_buttons()
 
@@ -151,6 +161,18 @@ class HistoryPanel(QWidget):
     def selected(self) -> engine.HistoryEntry | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         return self.model.entries[rows[0].row()] if rows else None
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Enter plays the selected take, Delete deletes it (after asking)."""
+        if watched is self.table and event.type() == QEvent.Type.KeyPress \
+                and event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+            signal = {Qt.Key.Key_Return: self.playRequested, Qt.Key.Key_Enter: self.playRequested,
+                      Qt.Key.Key_Delete: self.deleteRequested}.get(event.key())
+            if signal is not None and self.selected() is not None:
+                if signal is self.deleteRequested or self.selected().audio_available:
+                    self._emit(signal)
+                return True
+        return super().eventFilter(watched, event)
 
     def _emit(self, signal) -> None:
         entry = self.selected()

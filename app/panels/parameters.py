@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SLIDER_PARAMS = ("cfg_scale", "temperature", "top_p", "cfg_filter_top_k", "speed_factor", "max_new_tokens")
 SEED_MAX = 2**63 - 1
 CUSTOM = "Custom"
+PRESET_DIALOG_WIDTH = 420  # the title bar shows "Save preset — Dia Studio" whole
 
 
 class ParamControl:
@@ -183,7 +184,7 @@ class ParametersPanel(QWidget):
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(8)
-        grid.setVerticalSpacing(4)
+        grid.setVerticalSpacing(2)
 
         self.preset = QComboBox()
         self.preset.setObjectName("preset_combo")
@@ -344,12 +345,22 @@ class ParametersPanel(QWidget):
         self._fill_presets()
         return name
 
+    def preset_name_dialog(self) -> QInputDialog:
+        """Asks for a preset's name; wide enough for its title and a long name."""
+        dialog = QInputDialog(self)
+        dialog.setObjectName("preset_name_dialog")
+        dialog.setWindowTitle("Save preset")
+        dialog.setLabelText("Name of the new preset (the seed is not saved with it):")
+        dialog.setInputMode(QInputDialog.InputMode.TextInput)
+        dialog.setMinimumWidth(PRESET_DIALOG_WIDTH)
+        return dialog
+
     def ask_save_preset(self) -> None:
-        name, ok = QInputDialog.getText(self, "Save preset", "Name of the preset:")
-        if not ok:
+        dialog = self.preset_name_dialog()
+        if dialog.exec() != QInputDialog.DialogCode.Accepted:
             return
         try:
-            self.save_user_preset(name)
+            self.save_user_preset(dialog.textValue())
         except ValueError as exc:
             QMessageBox.information(self, "Save preset", str(exc))
 

@@ -17,14 +17,31 @@ from PySide6.QtWidgets import (
 )
 
 import engine
-from app.playback import BUFFERING, PLAYING, AudioPlayer, available_outputs
-from app.theme import waveform_colors
+from app import playback
+from app.playback import (
+    BUFFERING,
+    PLAYING,
+    AudioPlayer,
+    available_outputs,
+    rescan_devices,
+)
+from app.theme import editor_colors, waveform_colors
 
 
 def clock(seconds: float) -> str:
     seconds = max(0.0, seconds)
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes)}:{rest:04.1f}"
+
+
+class RescanComboBox(QComboBox):
+    """A device list that asks for a fresh scan each time it is opened."""
+
+    aboutToShowPopup = Signal()
+
+    def showPopup(self) -> None:  # noqa: N802
+        self.aboutToShowPopup.emit()
+        super().showPopup()
 
 
 class WaveformView(QWidget):
@@ -39,7 +56,7 @@ class WaveformView(QWidget):
         self.setAccessibleName("Waveform")
         self.setAccessibleDescription("Click to move the playhead; Left and Right arrows step one second.")
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setMinimumHeight(72)
+        self.setMinimumHeight(48)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.expected_seconds = 0.0  # while streaming: the estimated total, so the wave grows to the right
         self._envelope: np.ndarray | None = None
@@ -153,7 +170,13 @@ class PlayerPanel(QWidget):
         self.title.setObjectName("player_title")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.device_combo = QComboBox()
+        self.warning = QLabel("")
+        self.warning.setObjectName("player_warning")
+        self.warning.setAccessibleName("Take warning")
+        self.warning.setTextFormat(Qt.TextFormat.PlainText)
+        self.warning.setWordWrap(True)
+        self.warning.hide()
+        self.device_combo = RescanComboBox()
         self.device_combo.setObjectName("output_device")
         self.device_combo.setAccessibleName("Output device")
         self.device_combo.setToolTip("Where the audio plays")
@@ -177,6 +200,7 @@ class PlayerPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
+        layout.addWidget(self.warning)
         layout.addWidget(self.waveform, 1)
 
         self.play_button.clicked.connect(player.toggle)
@@ -187,6 +211,7 @@ class PlayerPanel(QWidget):
         player.positionChanged.connect(self._update_time)
         player.durationChanged.connect(self._update_time)
         self.device_combo.currentIndexChanged.connect(self._device_chosen)
+        self.device_combo.aboutToShowPopup.connect(self.rescan)
         self.device_status = ""
         self.refresh_devices()
         self._state_changed(player.state)
@@ -199,9 +224,11 @@ class PlayerPanel(QWidget):
         if not devices:
             self.device_combo.addItem("No audio output", "")  # "" not None: see ScriptEditor's signals
             self.device_combo.setToolTip(status)
-            self.device_combo.setEnabled(False)
+            # still openable (opening it rescans) unless PortAudio itself is missing
+            self.device_combo.setEnabled(playback.load_sounddevice() is not None)
         else:
             self.device_combo.setEnabled(True)
+            self.device_combo.setToolTip("Where the audio plays")
             self.device_combo.addItem("System default", "")
             for device in devices:
                 self.device_combo.addItem(device.label, device.name)
@@ -209,6 +236,11 @@ class PlayerPanel(QWidget):
             self.device_combo.setCurrentIndex(max(0, index))
         self.device_combo.blockSignals(False)
         self._device_chosen()
+
+    def rescan(self) -> None:
+        """Look for outputs again (opening the list, a device plugged in), keeping the choice."""
+        rescan_devices()
+        self.refresh_devices(self.selected_device_name())
 
     @property
     def has_output(self) -> bool:
@@ -225,6 +257,14 @@ class PlayerPanel(QWidget):
     def set_title(self, text: str) -> None:
         self.title.setText(text)
         self.title.setToolTip(text)
+
+    def set_warnings(self, warnings: tuple[str, ...] | list[str]) -> None:
+        """Keep the take's warnings in view (they stay until another take is loaded)."""
+        text = "\n".join(f"⚠ {w}" for w in warnings)
+        self.warning.setText(text)
+        self.warning.setToolTip(text)
+        self.warning.setStyleSheet(f"color: {editor_colors().warning.name()};")
+        self.warning.setVisible(bool(warnings))
 
     def _state_changed(self, state: str) -> None:
         playing = state in (PLAYING, BUFFERING)

@@ -23,7 +23,7 @@ class RenderBar(QWidget):
         self.progress.setAccessibleName("Render progress")
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
-        self.progress.setFormat("")
+        self.progress.setTextVisible(False)  # the label says the share: text on the bar straddles the fill edge
         self.label = QLabel("Ready")
         self.label.setObjectName("render_status")
         self.label.setAccessibleName("Render status")
@@ -45,7 +45,6 @@ class RenderBar(QWidget):
 
     def show_job(self, job: RenderJob) -> None:
         self.progress.setValue(int(job.fraction * 1000))
-        self.progress.setFormat(f"{job.fraction:.0%}" if job.fraction else "")
         if job.state == LOADING:
             self.label.setText("Loading the model…")
         else:
@@ -53,5 +52,5 @@ class RenderBar(QWidget):
 
     def show_result(self, text: str, done: bool) -> None:
         self.progress.setValue(1000 if done else 0)
-        self.progress.setFormat("100%" if done else "")
         self.label.setText(text)
+        self.label.setToolTip(text)
