@@ -1,4 +1,5 @@
-"""Model settings: where the Dia model and DAC codec are, download with progress, device, precision."""
+"""Model settings: where the Dia model and DAC codec are, download with progress, device, precision; and the
+question asked before a render would download them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -35,7 +38,19 @@ log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-SIZES = {"model": "≈ 6.4 GB", "codec": "≈ 300 MB"}
+
+
+def size_text(size: int) -> str:
+    """"≈ 6.4 GB", "≈ 300 MB" (with no-break spaces: a size never wraps)."""
+    text = f"≈ {size / 1e9:.1f} GB" if size >= 1e9 else f"≈ {size / 1e6:.0f} MB"
+    return text.replace(" ", "\u00a0")
+
+
+# A repository other than the default one is assumed to weigh what the default does.
+PART_BYTES = {"model": engine.DOWNLOAD_BYTES[engine.DIA_REPO], "codec": engine.DOWNLOAD_BYTES[engine.DAC_REPO]}
+SIZES = {key: size_text(size) for key, size in PART_BYTES.items()}
+PARTS = (("model", opts.MODEL_PATH, engine.DIA_REPO, "The Dia model"),
+         ("codec", opts.CODEC_PATH, engine.DAC_REPO, "The DAC audio codec"))
 
 
 @dataclass(frozen=True)
@@ -83,8 +98,7 @@ def engine_options(settings: Settings) -> engine.EngineOptions:
 def missing_model_message(settings: Settings) -> str:
     """"" when model and codec are usable; otherwise what is missing and how to get it."""
     problems = []
-    for key, option, repo, what in (("model", opts.MODEL_PATH, engine.DIA_REPO, "The Dia model"),
-                                     ("codec", opts.CODEC_PATH, engine.DAC_REPO, "The DAC audio codec")):
+    for key, option, repo, what in PARTS:
         status = location_status(settings.get(option), repo)
         if status.ready:
             continue
@@ -98,6 +112,66 @@ def missing_model_message(settings: Settings) -> str:
            if settings.get(opts.OFFLINE) else
            "Open Model settings to download it once (then Dia Studio works offline), or choose the folders that hold it.")
     return " ".join(problems) + " " + how
+
+
+def downloads_needed(settings: Settings) -> list[tuple[str, LocationStatus]]:
+    """The parts ("model"/"codec") that loading would download now; none when offline (then loading fails with a
+    message instead)."""
+    if settings.get(opts.OFFLINE) or engine.hub_offline():
+        return []
+    found = [(key, location_status(settings.get(option), repo)) for key, option, repo, _what in PARTS]
+    return [(key, status) for key, status in found if status.kind == "not_downloaded"]
+
+
+def ask_before_download(parent: QWidget | None, settings: Settings) -> bool:
+    """Before a render that would download the model: say what, how big and where, and offer Download, Folder…
+    (choose folders that hold the files; saved in the settings) and Cancel. True when the render may go ahead."""
+    missing = downloads_needed(settings)
+    if not missing:
+        return True
+    total = size_text(sum(PART_BYTES[key] for key, _status in missing))
+    box = QMessageBox(QMessageBox.Icon.Question, "Download the model?",
+                      f"Rendering needs files that are not on this computer yet. Download them now ({total})?",
+                      QMessageBox.StandardButton.NoButton, parent)
+    box.setObjectName("download_question")
+    box.setInformativeText(_download_details(missing))
+    box.setStyleSheet("QLabel#qt_msgbox_label, QLabel#qt_msgbox_informativelabel { min-width: 460px; }")
+    download = box.addButton(f"Download ({total})", QMessageBox.ButtonRole.AcceptRole)
+    download.setObjectName("download_yes")
+    folder = box.addButton("Folder…", QMessageBox.ButtonRole.ActionRole)
+    folder.setObjectName("download_folder")
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.setEscapeButton(cancel)
+    box.exec()
+    if box.clickedButton() is download:
+        return True
+    if box.clickedButton() is folder:
+        return _choose_folders(parent, settings, [key for key, _status in missing])
+    return False
+
+
+def _download_details(missing: list[tuple[str, LocationStatus]]) -> str:
+    names = {key: what for key, _option, _repo, what in PARTS}
+    lines = [f"• {names[key]}: {status.repo}, {SIZES[key]}" for key, status in missing]
+    return ("\n".join(lines) + f"\n\nSaved in the Hugging Face cache:\n{engine.hub_cache_dir()}\n\nDownloaded once: "
+            "after that Dia Studio works offline. Already have the files? Choose their folders with Folder…")
+
+
+def _choose_folders(parent: QWidget | None, settings: Settings, keys: list[str]) -> bool:
+    """Ask for the folder of each missing part; saved only when every one was chosen."""
+    chosen = {}
+    for key, option, repo, what in PARTS:
+        if key not in keys:
+            continue
+        folder = QFileDialog.getExistingDirectory(parent, f"{what}: choose the folder that holds {repo}",
+                                                  str(Path.home()))
+        if not folder:
+            return False
+        chosen[option] = folder
+    for option, folder in chosen.items():
+        settings.set(option, folder)
+    return True
 
 
 def device_summary() -> str:
@@ -202,6 +276,7 @@ class ModelSettingsDialog(QDialog):
         self.offline.toggled.connect(self.refresh_status)
         self.load()
         self.resize(640, self.sizeHint().height())
+        self._fit_to_contents()
 
     def _location_row(self, key: str, placeholder: str, tip: str):
         edit = QLineEdit()
@@ -280,6 +355,8 @@ class ModelSettingsDialog(QDialog):
         self.download_button.setEnabled(bool(missing) and not self.offline.isChecked() and not self.downloading)
         if not missing:
             self.download_button.setToolTip("Everything is downloaded")
+        if self.isVisible():
+            self._fit_to_contents()
 
     # -- download
 
@@ -299,6 +376,7 @@ class ModelSettingsDialog(QDialog):
         self.cancel_download.show()
         self.download_button.setEnabled(False)
         self.progress_label.setText(f"Starting the download of {', '.join(repos)}…")
+        self._fit_to_contents()
 
         def work() -> list[str]:
             done = []
@@ -312,8 +390,14 @@ class ModelSettingsDialog(QDialog):
     def stop_download(self) -> None:
         self._stop.set()
         self.progress_label.setText("Cancelling…")
+        self._fit_to_contents()
 
     def _show_progress(self, p: engine.DownloadProgress) -> None:
+        if p.retry_in is not None:  # the Hub can't be reached (yet): say so, Cancel download stops the waiting
+            self.progress.setRange(0, 0)
+            self.progress_label.setText(p.text)
+            self._fit_to_contents()
+            return
         if p.file_total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * p.file_bytes / max(1, p.file_total)))
@@ -329,6 +413,28 @@ class ModelSettingsDialog(QDialog):
         self.cancel_download.hide()
         self.progress_label.setText(text)
         self.refresh_status()
+        self._fit_to_contents()
+
+    # -- size
+
+    def needed_height(self) -> int:
+        """The height the contents need at the current width (wrapped labels grow taller as text arrives)."""
+        # a label's new text reaches the group boxes' layouts through posted LayoutRequest events: apply them first
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        layout = self.layout()
+        layout.activate()
+        if layout.hasHeightForWidth():
+            return layout.totalHeightForWidth(self.width())
+        return layout.totalMinimumSize().height()
+
+    def _fit_to_contents(self) -> None:
+        # Qt's minimum size for a dialog ignores height-for-width: without this, a long message squashed the rows.
+        self.setMinimumHeight(self.needed_height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._fit_to_contents()
 
     def _download_done(self, repos: list[str]) -> None:
         self._finish_download(f"Downloaded {', '.join(repos)}. Dia Studio can now work offline.")

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from engine.errors import ModelNotFoundError
-from engine.model.hub import DIA_REPO, cached_snapshot, hub_offline, resolve_model
+from engine.model.hub import DIA_REPO, RETRY_DELAYS_S, cached_snapshot, hub_offline, resolve_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -381,15 +381,21 @@ if args.get("no_backoff_wait"):
 from engine.errors import DiaStudioError
 from engine.model.hub import resolve_model
 
-events = []
+events, retries = [], []
 stop_after = args.get("stop_after")
+stop_at_retry = args.get("stop_at_retry")
 
 
 def progress(p):
-    events.append([p.filename, p.file_bytes, p.file_total, p.files_done, p.files_total])
+    if p.retry_in is not None:
+        retries.append([p.filename, p.retry_in, p.retry, p.retries, p.problem, p.text])
+    else:
+        events.append([p.filename, p.file_bytes, p.file_total, p.files_done, p.files_total])
 
 
 def should_stop():
+    if stop_at_retry is not None and len(retries) >= stop_at_retry:
+        return True
     return stop_after is not None and any(e[0] == stop_after and e[1] > 0 for e in events)
 
 
@@ -399,6 +405,7 @@ try:
 except DiaStudioError as exc:
     result, code = {"ok": False, "type": type(exc).__name__, "code": exc.code, "message": str(exc)}, 3
 result["events"] = events
+result["retries"] = retries
 print("RESULT " + json.dumps(result))
 sys.exit(code)
 """
@@ -413,7 +420,8 @@ class Run:
 
 
 def run_resolve(hub: FakeHub, hf_home: Path, spec: str, *, offline_env: bool = False, offline: bool | None = None,
-                stop_after: str | None = None, no_backoff_wait: bool = False, endpoint: str | None = None) -> Run:
+                stop_after: str | None = None, no_backoff_wait: bool = False, endpoint: str | None = None,
+                stop_at_retry: int | None = None) -> Run:
     """``resolve_model(spec, ...)`` in a fresh interpreter pointed at the fake hub."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "HUGGINGFACE_")) and k.lower() not in
@@ -433,7 +441,7 @@ def run_resolve(hub: FakeHub, hf_home: Path, spec: str, *, offline_env: bool = F
     hf_home.mkdir(parents=True, exist_ok=True)
     hub.take_requests()
     args = {"spec": spec, "offline": offline, "chunk": CHUNK, "stop_after": stop_after,
-            "no_backoff_wait": no_backoff_wait}
+            "no_backoff_wait": no_backoff_wait, "stop_at_retry": stop_at_retry}
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(args)], cwd=hf_home, env=env,
                           capture_output=True, text=True, timeout=60)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -582,6 +590,29 @@ def test_server_error_on_metadata(fake_hub, tmp_path):
     assert "config.json" in message and SHARDED_REPO in message and "HTTP 500" in message and "\n" not in message
     assert sum(1 for m, _r, n in run.requests if m == "HEAD" and n == "config.json") >= 2  # huggingface_hub retried
     assert not repo_cache(tmp_path, SHARDED_REPO).joinpath("snapshots").exists()
+    assert "Retry" not in run.stderr and "thrown while requesting" not in run.stderr  # no raw library lines
+
+
+def test_server_error_retries_are_reported_with_their_delay(fake_hub, tmp_path):
+    fake_hub.failures[("HEAD", "config.json")] = 500
+    run = run_resolve(fake_hub, tmp_path, SHARDED_REPO, no_backoff_wait=True)
+    retries = run.result["retries"]
+    assert retries, run.result
+    assert [(r[2], r[3]) for r in retries] == [(i, len(retries)) for i in range(1, len(retries) + 1)]
+    assert all(r[0] == "config.json" and r[1] > 0 for r in retries)
+    assert [r[1] for r in retries] == sorted(r[1] for r in retries)  # backing off
+    first_text = retries[0][5]
+    assert "HTTP 500" in first_text and f"retrying in {retries[0][1]:.0f} s" in first_text
+
+
+def test_cancel_stops_the_hub_retries(fake_hub, tmp_path):
+    fake_hub.failures[("HEAD", "config.json")] = 500
+    run = run_resolve(fake_hub, tmp_path, SHARDED_REPO, no_backoff_wait=True, stop_at_retry=1)
+    assert run.returncode == 3 and run.result["type"] == "CancelledError", run.result
+    assert len(run.result["retries"]) == 1
+    full = run_resolve(fake_hub, tmp_path, SHARDED_REPO, no_backoff_wait=True)
+    heads = [sum(1 for m, _r, n in r.requests if m == "HEAD" and n == "config.json") for r in (run, full)]
+    assert heads[0] < heads[1]  # it stopped retrying: fewer requests than a run that retries to the end
 
 
 def test_server_error_while_downloading_a_shard(fake_hub, tmp_path):
@@ -603,6 +634,8 @@ def test_connection_lost_while_downloading_a_shard(fake_hub, tmp_path):
     message = run.result["message"]
     assert SHARDS[1] in message and SHARDED_REPO in message and "\n" not in message
     assert sum(1 for m, _r, n in run.requests if m == "GET cdn" and n == SHARDS[1]) >= 2  # huggingface_hub resumed
+    resumes = run.result["retries"]
+    assert resumes and all(r[0] == SHARDS[1] and "broke off: retrying in 1 s" in r[5] for r in resumes), resumes
     snapshot = repo_cache(tmp_path, SHARDED_REPO) / "snapshots" / COMMIT
     assert SHARDS[1] not in {p.name for p in snapshot.iterdir()}
     assert not [p for p in snapshot.parent.parent.joinpath("blobs").iterdir() if p.name.endswith(".incomplete")]
@@ -616,7 +649,9 @@ def test_hub_unreachable(fake_hub, tmp_path):
     assert run.result["type"] == "DownloadError", run.result
     message = run.result["message"]
     assert "config.json" in message and SHARDED_REPO in message
-    assert "could not be reached" in message and "network" in message
+    assert "could not be reached" in message and "network" in message and "connection refused" in message
+    assert [r[1] for r in run.result["retries"]] == list(RETRY_DELAYS_S)  # each retry was reported before waiting
+    assert "Retry" not in run.stderr and "Traceback" not in run.stderr
 
 
 def test_offline_environment_wins_over_offline_false(fake_hub, tmp_path):
