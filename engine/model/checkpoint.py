@@ -7,27 +7,40 @@ Supported files (any one of them plus a ``config.json`` in the same folder):
 * nari layout (``DenseGeneral`` kernels): ``model.safetensors`` (Dia-1.6B), ``dia-v1.pth``,
   ``dia-v0_1.pth``, ``pytorch_model.bin``.
 
-``.pth``/``.bin`` files are read with ``torch.load(weights_only=True, mmap=True)``: nothing but
-tensors is ever unpickled. Tensors are read one at a time and cast on the way in, so loading a
-bfloat16 model never holds a float32 copy of the whole model.
+``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)``: nothing but tensors is
+ever unpickled (memory-mapped; files in torch's legacy pre-zip format are read whole). Tensors
+are read one at a time and cast on the way in, so loading a bfloat16 model never holds a float32
+copy of the whole model.
+
+Nothing is built before the files are checked against the configuration: ``config.json`` is
+bounded field by field (:mod:`engine.model.config`), and the weight files' total size must fit
+the parameter count it implies. A safetensors index may only name shards inside the model
+folder (or, in the Hugging Face cache, that repository's blob store).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
 from engine.errors import CheckpointError, ModelNotFoundError
 from engine.model.config import DiaConfig
 from engine.model.dia import DiaModel
+from engine.model.weights_io import is_zip_checkpoint, read_json, torch_load_tensors
 
 # Preference order inside one folder: the 0626 repo carries the same weights three times.
 WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "dia-v1.pth", "dia-v0_1.pth", "pytorch_model.bin")
+# Bytes per parameter a weight file may hold: bfloat16/float16 up to float64.
+BYTES_PER_PARAMETER = (2, 8)
+# Headers, pickle records and zip alignment on top of the tensors (measured: 110-260 bytes a tensor).
+FILE_OVERHEAD_BYTES = 1 << 20
+FILE_OVERHEAD_PER_TENSOR = 4096
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,6 +160,9 @@ class _TensorSource:
         self.path = path
         self._getters: dict[str, Callable[[], torch.Tensor]] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
+        # True when tensors are views of a memory-mapped file: a model must not keep them, or
+        # rewriting the file would change its weights (truncating it would crash the process)
+        self.mapped = False
         if path.name.endswith(".index.json"):
             self._open_index(path, stack)
         elif path.suffix == ".safetensors":
@@ -182,27 +198,18 @@ class _TensorSource:
                 f"{path.name} is truncated: {path.stat().st_size} bytes on disk, its header describes {expected_end}")
 
     def _open_index(self, path: Path, stack: ExitStack) -> None:
-        try:
-            weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path.name} is not a valid safetensors index: {exc}") from exc
-        for shard in sorted(set(weight_map.values())):
-            shard_path = path.parent / shard
-            if not shard_path.is_file():
-                raise CheckpointError(f"{path.name} names the shard {shard}, which is missing from {path.parent}")
+        for shard_path in index_shards(path):
             part = _TensorSource(shard_path, stack)
             self._getters.update(part._getters)
             self._shapes.update(part._shapes)
 
     def _open_pickle(self, path: Path) -> None:
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path.name} could not be read as a weights-only PyTorch checkpoint "
-                                  f"(truncated, corrupt, or it contains more than tensors): {exc}") from exc
+        state = torch_load_tensors(path)
+        self.mapped = is_zip_checkpoint(path)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in state.items()):
             raise CheckpointError(f"{path.name} does not hold a state dict of tensors")
         for key, tensor in state.items():
             self._shapes[key] = tuple(tensor.shape)
@@ -214,11 +221,91 @@ def _safetensors_data_end(path: Path) -> int | None:
     try:
         with open(path, "rb") as fh:
             header_len = int.from_bytes(fh.read(8), "little")
+            if header_len > path.stat().st_size:
+                return None
             header = json.loads(fh.read(header_len))
-    except (OSError, ValueError):
-        return None
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+        return None  # safe_open has already accepted the header; this is only a cross-check
     return 8 + header_len + max(ends, default=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which files a checkpoint is made of, and whether they can hold what the configuration says
+# ---------------------------------------------------------------------------------------------
+def index_shards(index: Path) -> list[Path]:
+    """The shard files a ``*.safetensors.index.json`` names, each checked to lie inside its folder."""
+    data = read_json(index, "the safetensors index")
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index.name} is not a valid safetensors index: it has no weight_map object")
+    if not all(isinstance(name, str) for name in weight_map.values()):
+        raise CheckpointError(f"{index.name} is not a valid safetensors index: its weight_map names non-text shards")
+    names = set(weight_map.values())
+    roots = _allowed_roots(index.parent)
+    shards = []
+    for shard in sorted(names):
+        shard_path = _shard_path(index, shard, roots)
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index.name} names the shard {shard}, which is missing from {index.parent}")
+        shards.append(shard_path)
+    return shards
+
+
+def _allowed_roots(folder: Path) -> tuple[Path, ...]:
+    """Where a shard may really be: the folder, and in the HF cache its repository's blob store.
+
+    A Hugging Face cache snapshot (``models--org--name/snapshots/<rev>/``) holds symlinks into
+    ``models--org--name/blobs/``.
+    """
+    real = folder.resolve()
+    if real.parent.name == "snapshots":
+        return real, real.parent.parent / "blobs"
+    return (real,)
+
+
+def _shard_path(index: Path, shard: str, roots: tuple[Path, ...]) -> Path:
+    """``index.parent / shard``, refused (before opening) if the name or a symlink leads elsewhere."""
+    escapes = any(p.anchor or ".." in p.parts for p in (PurePosixPath(shard), PureWindowsPath(shard)))
+    if escapes or not shard:
+        raise CheckpointError(f"{index.name} names the shard {shard!r}, which lies outside the model folder "
+                              f"{index.parent}: refused. Only files inside the model folder are read; restore the "
+                              "original index (download the model again)")
+    path = index.parent / shard
+    real = path.resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        raise CheckpointError(f"{index.name} names the shard {shard}, a link to {real} outside the model folder "
+                              f"{index.parent}: refused. Copy the shard itself into the folder")
+    return path
+
+
+def weight_files(weights: Path) -> list[Path]:
+    """The files that hold the weights: the file itself, or the shards an index names."""
+    return index_shards(weights) if weights.name.endswith(".index.json") else [weights]
+
+
+def check_weights_size(weights: Path, cfg: DiaConfig) -> None:
+    """Refuse weight files too small or too large for the model ``config.json`` describes.
+
+    Runs before anything is read or built, so a configuration far larger than its files (a
+    corrupted layer count, say) is refused instead of growing memory.
+    """
+    shapes = transformers_shapes(cfg)
+    params = sum(math.prod(shape) for shape in shapes.values())
+    low, high = (n * params for n in BYTES_PER_PARAMETER)
+    high += FILE_OVERHEAD_BYTES + FILE_OVERHEAD_PER_TENSOR * len(shapes)
+    files = weight_files(weights)
+    size = sum(f.stat().st_size for f in files)
+    if low <= size <= high:
+        return
+    what = f"{weights.name} holds" if files == [weights] else f"the shards {weights.name} names hold"
+    if size < low:
+        problem = (f"too few for the {params:,} parameters config.json describes (at least {low:,} bytes at "
+                   "16 bits): a file is truncated, or config.json belongs to another model")
+    else:
+        problem = (f"more than the {params:,} parameters config.json describes can fill (at most {high:,} "
+                   "bytes at 64 bits): config.json belongs to another model")
+    raise CheckpointError(f"{what} {size:,} bytes, {problem}. Restore the model folder (download the model again)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +413,7 @@ def load_dia(path: str | Path, *, device: str | torch.device = "cpu", dtype: tor
 
         cfg = replace(cfg, cross_attn_rope=cross_attn_rope)
     weights = find_weights(path)
+    check_weights_size(weights, cfg)
     device = torch.device(device)
     with torch.device("meta"):
         model = DiaModel(cfg, dtype=dtype)
@@ -335,7 +423,7 @@ def load_dia(path: str | Path, *, device: str | torch.device = "cpu", dtype: tor
         source = _TensorSource(weights, stack)
         for key, load in _internal_tensors(source, cfg):
             target = torch.float32 if key in norm_like else dtype
-            state[key] = load().to(device=device, dtype=target).contiguous()
+            state[key] = load().to(device=device, dtype=target, copy=source.mapped).contiguous()
     model.load_state_dict(state, strict=True, assign=True)
     model.channel_offsets = torch.arange(cfg.num_channels, device=device) * cfg.dec_vocab_size
     model.tune_for_device()

@@ -12,7 +12,7 @@ Shapes: audio is ``[batch, 1, samples]`` at ``config.sample_rate``; codes are
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,31 @@ _TRANSFORMERS_TRAINING_DEFAULTS: dict[str, Any] = {
     "quantizer_dropout": 0.0,
 }
 
+# Sane bounds (inclusive), generous multiples of the 44.1 kHz model's: no value in a config can
+# make building the codec run away (10⁹ codebooks used to hang the loader).
+DAC_BOUNDS: dict[str, tuple[int, int]] = {
+    "sample_rate": (1000, 384_000),
+    "encoder_dim": (1, 4096),
+    "decoder_dim": (1, 1 << 16),
+    "n_codebooks": (1, 64),
+    "codebook_size": (2, 1 << 16),
+    "codebook_dim": (1, 1024),
+}
+MAX_RATES = 8  # strided blocks on each side (4 in every published DAC)
+MAX_RATE = 64  # the stride of one block
+MAX_LATENT_DIM = 1 << 14  # encoder_dim · 2^len(encoder_rates): 1024 in the 44.1 kHz model
+
+# DacConfig field → (transformers config.json key, transformers' default)
+_TRANSFORMERS_FIELDS: dict[str, tuple[str, Any]] = {
+    "sample_rate": ("sampling_rate", 16000),  # transformers' default is the 16 kHz model
+    "encoder_dim": ("encoder_hidden_size", 64),
+    "encoder_rates": ("downsampling_ratios", (2, 4, 8, 8)),
+    "decoder_dim": ("decoder_hidden_size", 1536),
+    "n_codebooks": ("n_codebooks", 9),
+    "codebook_size": ("codebook_size", 1024),
+    "codebook_dim": ("codebook_dim", 8),
+}
+
 
 @dataclass(frozen=True)
 class DacConfig:
@@ -45,13 +70,10 @@ class DacConfig:
     codebook_dim: int = 8
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "encoder_rates", _int_tuple("encoder_rates", self.encoder_rates))
-        object.__setattr__(self, "decoder_rates", _int_tuple("decoder_rates", self.decoder_rates))
-        for name in ("sample_rate", "encoder_dim", "decoder_dim", "n_codebooks", "codebook_size",
-                     "codebook_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"DAC config: {name} must be a positive integer, got {value!r}")
+        values = {name: getattr(self, name) for name in (*DAC_BOUNDS, "encoder_rates", "decoder_rates")}
+        _check_values(values, {})
+        object.__setattr__(self, "encoder_rates", tuple(self.encoder_rates))
+        object.__setattr__(self, "decoder_rates", tuple(self.decoder_rates))
         if math.prod(self.decoder_rates) != math.prod(self.encoder_rates):
             raise ValueError(
                 f"DAC config: decoder_rates {list(self.decoder_rates)} must upsample by the same "
@@ -77,18 +99,14 @@ class DacConfig:
 
     @classmethod
     def from_transformers_dict(cls, data: Mapping[str, Any]) -> DacConfig:
-        """From a transformers ``config.json`` dict; missing fields take transformers' defaults."""
-        rates = tuple(data.get("downsampling_ratios", (2, 4, 8, 8)))
-        return cls(
-            sample_rate=data.get("sampling_rate", 16000),  # transformers' default is the 16 kHz model
-            encoder_dim=data.get("encoder_hidden_size", 64),
-            encoder_rates=rates,
-            decoder_dim=data.get("decoder_hidden_size", 1536),
-            decoder_rates=rates[::-1],  # transformers always mirrors the encoder
-            n_codebooks=data.get("n_codebooks", 9),
-            codebook_size=data.get("codebook_size", 1024),
-            codebook_dim=data.get("codebook_dim", 8),
-        )
+        """From a transformers ``config.json`` dict; missing fields take transformers' defaults.
+
+        A bad value raises ValueError naming its ``config.json`` key.
+        """
+        values = {name: data.get(key, default) for name, (key, default) in _TRANSFORMERS_FIELDS.items()}
+        _check_values(values, {name: key for name, (key, _) in _TRANSFORMERS_FIELDS.items()})
+        rates = tuple(values["encoder_rates"])
+        return cls(**values, decoder_rates=rates[::-1])  # transformers always mirrors the encoder
 
     @classmethod
     def from_original_kwargs(cls, kwargs: Mapping[str, Any]) -> DacConfig:
@@ -96,15 +114,16 @@ class DacConfig:
         defaults = cls()
         codebook_dim = kwargs.get("codebook_dim", defaults.codebook_dim)
         if isinstance(codebook_dim, (list, tuple)):
-            if len(set(codebook_dim)) != 1:
-                raise ValueError(f"DAC config: per-codebook dims {list(codebook_dim)} are not supported")
+            if not all(_is_int(dim) for dim in codebook_dim) or len(set(codebook_dim)) != 1:
+                raise ValueError(f"DAC config: codebook_dim {_show(codebook_dim)}: per-codebook dims are not "
+                                 "supported")
             codebook_dim = codebook_dim[0]
         config = cls(
             sample_rate=kwargs.get("sample_rate", defaults.sample_rate),
             encoder_dim=kwargs.get("encoder_dim", defaults.encoder_dim),
-            encoder_rates=tuple(kwargs.get("encoder_rates", defaults.encoder_rates)),
+            encoder_rates=kwargs.get("encoder_rates", defaults.encoder_rates),
             decoder_dim=kwargs.get("decoder_dim", defaults.decoder_dim),
-            decoder_rates=tuple(kwargs.get("decoder_rates", defaults.decoder_rates)),
+            decoder_rates=kwargs.get("decoder_rates", defaults.decoder_rates),
             n_codebooks=kwargs.get("n_codebooks", defaults.n_codebooks),
             codebook_size=kwargs.get("codebook_size", defaults.codebook_size),
             codebook_dim=codebook_dim,
@@ -152,11 +171,40 @@ class DacConfig:
         }
 
 
-def _int_tuple(name: str, values: Iterable[Any]) -> tuple[int, ...]:
-    out = tuple(values)
-    if not out or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in out):
-        raise ValueError(f"DAC config: {name} must be a non-empty list of positive integers, got {out!r}")
-    return out
+def _show(value: Any) -> str:
+    """A short repr for error messages (a hostile value may be enormous)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a number too large to print"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_values(values: Mapping[str, Any], label: Mapping[str, str]) -> None:
+    """Check sizes and rate lists against the bounds, before anything is built from them.
+
+    ``label`` maps a field to the name an error should use (its key in ``config.json``).
+    Raises ValueError.
+    """
+    for name, (low, high) in DAC_BOUNDS.items():
+        value = values[name]
+        if not _is_int(value) or not low <= value <= high:
+            raise ValueError(f"DAC config: {label.get(name, name)} must be a whole number from {low} to "
+                             f"{high}, got {_show(value)}")
+    for name in ("encoder_rates", "decoder_rates"):
+        rates = values.get(name)
+        if name in values and (not isinstance(rates, (list, tuple)) or not 0 < len(rates) <= MAX_RATES
+                               or not all(_is_int(r) and 0 < r <= MAX_RATE for r in rates)):
+            raise ValueError(f"DAC config: {label.get(name, name)} must be a list of 1 to {MAX_RATES} "
+                             f"whole numbers from 1 to {MAX_RATE}, got {_show(rates)}")
+    latent_dim = values["encoder_dim"] * 2 ** len(values["encoder_rates"])
+    if latent_dim > MAX_LATENT_DIM:
+        raise ValueError(f"DAC config: {label.get('encoder_dim', 'encoder_dim')} · 2^len("
+                         f"{label.get('encoder_rates', 'encoder_rates')}) = {latent_dim} exceeds {MAX_LATENT_DIM}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from engine.errors import CheckpointError, ModelNotFoundError
+from engine.files import atomic_write
 from engine.model.dac import DacCodec, DacConfig
+from engine.model.weights_io import read_json, torch_load_tensors
 
 __all__ = [
     "DacLayer",
@@ -171,10 +172,7 @@ def _locate(path: Path) -> tuple[Literal["original", "transformers"], Path]:
 def _read_transformers(file: Path, device: torch.device,
                        dtype: torch.dtype) -> tuple[DacConfig, dict[str, torch.Tensor]]:
     config_file = file.parent / CONFIG_FILE
-    try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_file}: cannot read the DAC config ({exc})") from exc
+    data = read_json(config_file, "the DAC config")
     if not isinstance(data, dict):
         raise CheckpointError(f"{config_file}: expected a JSON object")
     if data.get("model_type", "dac") != "dac":
@@ -211,7 +209,7 @@ def _read_transformers(file: Path, device: torch.device,
 
 def _read_original(file: Path, device: torch.device,
                    dtype: torch.dtype) -> tuple[DacConfig, dict[str, torch.Tensor]]:
-    package = _torch_load(file)
+    package = torch_load_tensors(file)
     if not isinstance(package, dict) or not isinstance(package.get("state_dict"), Mapping):
         raise CheckpointError(f"{file}: not an original DAC checkpoint "
                               "(expected a dict with 'state_dict' and 'metadata')")
@@ -230,24 +228,6 @@ def _read_original(file: Path, device: torch.device,
     _check_tensors(file, {key: value.shape for key, value in state.items()}, _expected_original_shapes(config))
     tensors = convert_original_state_dict(state, config, device=device, dtype=dtype)
     return config, tensors
-
-
-def _torch_load(file: Path) -> Any:
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise CheckpointError(f"{file}: cannot read the checkpoint, it may be truncated or "
-                                  f"corrupt ({exc})") from exc
-        # Files from the legacy (pre-zip) torch.save format cannot be memory-mapped.
-    except Exception as exc:  # UnpicklingError for disallowed objects, EOFError, zip errors...
-        raise CheckpointError(f"{file}: cannot read the checkpoint safely, it may be truncated, "
-                              f"corrupt or not a plain tensor dict ({exc})") from exc
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{file}: cannot read the checkpoint, it may be truncated or "
-                              f"corrupt ({exc})") from exc
 
 
 def convert_original_state_dict(state: Mapping[str, torch.Tensor], config: DacConfig, *,
@@ -342,7 +322,7 @@ def save_dac_transformers(codec_or_state_dict: DacCodec | Mapping[str, torch.Ten
                           folder: str | os.PathLike[str]) -> Path:
     """Write ``config.json`` + ``model.safetensors`` as transformers' ``save_pretrained`` does.
 
-    Returns the folder. The files are written atomically (temp file + rename).
+    Returns the folder. Each file is written atomically (:func:`engine.files.atomic_write`).
     """
     state = codec_or_state_dict.state_dict() if isinstance(codec_or_state_dict, torch.nn.Module) \
         else dict(codec_or_state_dict)
@@ -358,18 +338,7 @@ def save_dac_transformers(codec_or_state_dict: DacCodec | Mapping[str, torch.Ten
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / CONFIG_FILE, lambda p: p.write_text(
+    atomic_write(folder / CONFIG_FILE, lambda p: p.write_text(
         json.dumps(dict(sorted(data.items())), indent=2) + "\n", encoding="utf-8"))
-    _atomic_write(folder / SAFETENSORS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(folder / SAFETENSORS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     return folder
-
-
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -127,7 +127,9 @@ def test_pickles_with_code_are_refused(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
-    torch.save({"x": Evil()}, tmp_path / "dia-v1.pth")
+    # as large as the real weights, so that only the unpickling can refuse it
+    padding = torch.zeros(sum(torch.Size(s).numel() for s in transformers_shapes(TINY).values()))
+    torch.save({"x": Evil(), "padding": padding}, tmp_path / "dia-v1.pth")
     with pytest.raises(CheckpointError, match="weights-only"):
         load_dia(tmp_path)
 
@@ -197,3 +199,117 @@ def test_bfloat16_load_never_holds_a_float32_copy(tmp_path):
     # measured: the bf16 model + ~70 MB (tensors in flight, allocator slack); an fp32 copy of the
     # whole model on the way would add at least fp32_bytes on top of the bf16 weights
     assert grown < weights + 0.5 * fp32_bytes, (grown, weights, fp32_bytes)
+
+
+def _same_weights(a: DiaModel, b: DiaModel) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_legacy_format_pth_loads_like_the_zip_format(hf_model, tmp_path):
+    """torch's old, non-zip serialisation cannot be memory-mapped; it is read whole, still weights-only."""
+    reference = load_dia(save_nari_folder(hf_model, tmp_path / "zip", filename="dia-v1.pth"))
+    folder = save_nari_folder(hf_model, tmp_path / "legacy", filename="dia-v1.pth")
+    state = torch.load(folder / "dia-v1.pth", weights_only=True)
+    torch.save(state, folder / "dia-v1.pth", _use_new_zipfile_serialization=False)
+    assert not (folder / "dia-v1.pth").read_bytes().startswith(b"PK")
+    assert _same_weights(load_dia(folder), reference)
+
+
+def test_a_loaded_model_keeps_its_weights_when_the_pth_file_is_rewritten(hf_model, tmp_path):
+    """Weights read through a memory map are copied: the model never aliases the file on disk."""
+    folder = save_nari_folder(hf_model, tmp_path / "nari", filename="dia-v1.pth")
+    model = load_dia(folder)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.load(folder / "dia-v1.pth", weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in state.items()}, folder / "dia-v1.pth")  # same file, new bytes
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_legacy_format_pth_with_code_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY.to_transformers_dict()))
+    padding = torch.zeros(sum(torch.Size(s).numel() for s in transformers_shapes(TINY).values()))
+    torch.save({"x": _Evil(), "padding": padding}, tmp_path / "dia-v1.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_dia(tmp_path)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.fixture(scope="module")
+def sharded(hf_model, tmp_path_factory):
+    """A transformers folder in several shards, and its index."""
+    folder = save_transformers_folder(hf_model, tmp_path_factory.mktemp("sharded") / "hf", max_shard_size="200KB")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    return folder, index
+
+
+def _copy_folder(src, dst):
+    import shutil
+
+    return shutil.copytree(src, dst)
+
+
+def _rewrite_index(folder, index, shard: str, new_name: str) -> None:
+    weight_map = {k: (new_name if v == shard else v) for k, v in index["weight_map"].items()}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({**index, "weight_map": weight_map}))
+
+
+def test_index_entry_pointing_outside_the_folder_is_refused(sharded, tmp_path):
+    """A shard moved out of the folder (a valid file!) is not followed through '../'."""
+    folder, index = sharded
+    model = _copy_folder(folder, tmp_path / "models" / "dia")
+    shard = sorted(set(index["weight_map"].values()))[0]
+    (tmp_path / "outside").mkdir()
+    (model / shard).rename(tmp_path / "outside" / shard)
+    _rewrite_index(model, index, shard, f"../../outside/{shard}")
+    with pytest.raises(CheckpointError, match=r"outside the model folder.*refused") as err:
+        load_dia(model)
+    assert err.value.code == "invalid_checkpoint"
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../../../etc/passwd", "sub/../../x.safetensors",
+                                  "C:\\Windows\\x.safetensors", "..\\..\\x.safetensors"])
+def test_index_entry_with_an_absolute_or_parent_path_is_refused(sharded, tmp_path, name):
+    folder, index = sharded
+    model = _copy_folder(folder, tmp_path / "dia")
+    _rewrite_index(model, index, sorted(set(index["weight_map"].values()))[0], name)
+    with pytest.raises(CheckpointError, match="outside the model folder"):
+        load_dia(model)
+
+
+def test_index_entry_that_is_a_symlink_leading_outside_is_refused(sharded, tmp_path):
+    folder, index = sharded
+    model = _copy_folder(folder, tmp_path / "dia")
+    shard = sorted(set(index["weight_map"].values()))[0]
+    (tmp_path / "elsewhere").mkdir()
+    (model / shard).rename(tmp_path / "elsewhere" / shard)
+    (model / shard).symlink_to(tmp_path / "elsewhere" / shard)
+    with pytest.raises(CheckpointError, match="a link to .*outside the model folder"):
+        load_dia(model)
+
+
+def test_hugging_face_cache_snapshot_with_links_into_blobs_loads(sharded, tmp_path):
+    """The HF cache keeps files in blobs/ and links them from snapshots/<rev>/: that must keep working."""
+    folder, _ = sharded
+    repo = tmp_path / "hub" / "models--nari-labs--Dia-1.6B-0626"
+    snapshot = repo / "snapshots" / "0123abcd"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for n, file in enumerate(sorted(folder.iterdir())):
+        blob = repo / "blobs" / f"{n:040x}"
+        blob.write_bytes(file.read_bytes())
+        (snapshot / file.name).symlink_to(f"../../blobs/{blob.name}")
+    assert _same_weights(load_dia(snapshot), load_dia(folder))
+
+
+def test_index_without_a_weight_map_is_refused(sharded, tmp_path):
+    folder, _ = sharded
+    model = _copy_folder(folder, tmp_path / "dia")
+    for content in ("[]", '{"weight_map": ["a"]}', '{"weight_map": {"k": 5}}', "{not json"):
+        (model / "model.safetensors.index.json").write_text(content)
+        with pytest.raises(CheckpointError, match="model.safetensors.index.json"):
+            load_dia(model)

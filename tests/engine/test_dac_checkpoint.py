@@ -212,3 +212,41 @@ def test_save_rejects_wrong_layout(tmp_path):
     del state["decoder.conv2.bias"]
     with pytest.raises(ValueError, match=r"decoder\.conv2\.bias"):
         save_dac_transformers(state, TINY_DAC, tmp_path)
+
+
+def test_original_format_in_torch_legacy_serialisation_loads(tmp_path):
+    """torch's pre-zip format cannot be memory-mapped; it is read whole, still weights-only."""
+    original = random_original_state_dict(TINY_DAC, seed=4)
+    zipped = load_dac(write_original_dac(tmp_path / "zip", state_dict=original))
+    legacy = tmp_path / "legacy" / "weights.pth"
+    legacy.parent.mkdir()
+    torch.save({"state_dict": original, "metadata": {"kwargs": TINY_DAC.to_original_kwargs()}}, legacy,
+               _use_new_zipfile_serialization=False)
+    assert torch.equal(load_dac(legacy).decode(CODES), zipped.decode(CODES))
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("n_codebooks", 0), ("n_codebooks", "9"), ("n_codebooks", 10**9), ("codebook_size", -1),
+    ("codebook_dim", 8.5), ("sampling_rate", None), ("encoder_hidden_size", True),
+    ("decoder_hidden_size", 2**40), ("downsampling_ratios", 8), ("downsampling_ratios", [2, 0]),
+    ("downsampling_ratios", [2] * 100),
+])
+def test_bad_config_value_names_the_field(hf_folder, tmp_path, key, value):
+    folder = tmp_path / "dac"
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to(hf_folder / "model.safetensors")
+    config = json.loads((hf_folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(CheckpointError, match=rf"config\.json: DAC config: {key} must be") as err:
+        load_dac(folder)
+    assert err.value.code == "invalid_checkpoint"
+
+
+@pytest.mark.parametrize(("key", "value"), [("n_codebooks", 10**9), ("encoder_rates", "2488"),
+                                            ("codebook_dim", [8, [8]]), ("decoder_dim", -1)])
+def test_bad_original_metadata_names_the_field(tmp_path, key, value):
+    pth = tmp_path / "weights.pth"
+    torch.save({"state_dict": {}, "metadata": {"kwargs": {**TINY_DAC.to_original_kwargs(), key: value}}}, pth)
+    with pytest.raises(CheckpointError, match=rf"metadata\.kwargs: .*{key}") as err:
+        load_dac(pth)
+    assert err.value.code == "invalid_checkpoint"
