@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -16,6 +15,7 @@ from typing import BinaryIO, Union
 import numpy as np
 
 from engine.errors import AudioDecodeFailedError, InvalidParameterError
+from engine.files import atomic_write
 
 TARGET_SAMPLE_RATE = 44100
 """Dia's DAC codec works at 44.1 kHz; every prompt and render is at this rate."""
@@ -62,7 +62,15 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, sr_in: int, sr_out: int = TARGET_SAMPLE_RATE) -> np.ndarray:
-    """Resample with soxr's high-quality filter; returns the input unchanged when the rates match."""
+    """Resample with soxr's high-quality filter; returns the input unchanged when the rates match.
+
+    Rates outside ``MIN_SAMPLE_RATE``..``MAX_SAMPLE_RATE`` raise ``InvalidParameterError`` before
+    any work: the output's size is proportional to ``sr_out / sr_in``.
+    """
+    for rate in (sr_in, sr_out):
+        problem = sample_rate_problem(rate)
+        if problem:
+            raise InvalidParameterError(f"Can't resample audio: {problem}.")
     arr = as_float32(samples)
     if int(sr_in) == int(sr_out):
         return arr
@@ -96,6 +104,18 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- decoding
 
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 384_000
+"""Rates a file or clip may have. Anything else is refused before it is decoded or resampled:
+a WAV header saying 1 Hz once made the resampler ask for 20 GB."""
+MAX_CHANNELS = 8
+"""FLAC's and 7.1 audio's maximum; a header claiming more is refused."""
+MAX_SAMPLES_PER_SECOND = 2 * MAX_SAMPLE_RATE
+"""Rate times channels: stereo at the top rate, or 8 channels at 96 kHz. This bounds the memory
+of each decoded second whatever the header says."""
+_DECODE_BLOCK_FRAMES = 1 << 16
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
     """A decoded file: float32 samples shaped ``(n, channels)`` at the file's own rate."""
@@ -106,6 +126,8 @@ class DecodedAudio:
     """Container as its decoder names it (``WAV``, ``FLAC``, ``OGG``, ``mp3``, ``matroska,webm`` ...)."""
     codec: str
     """Audio codec (``PCM_16``, ``VORBIS``, ``opus``, ``aac``, ``mp3float`` ...)."""
+    truncated: bool = False
+    """True when ``decode_audio``'s ``max_seconds`` stopped it: the source holds more than ``samples``."""
 
     @property
     def channels(self) -> int:
@@ -120,13 +142,45 @@ class DecodedAudio:
         return self.frames / float(self.sample_rate)
 
 
-def decode_audio(source: AudioSource, *, name: str | None = None) -> DecodedAudio:
+def sample_rate_problem(rate: object) -> str | None:
+    """Why ``rate`` can't be an audio sample rate here (a sentence fragment), or ``None`` if it can."""
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        return f"its sample rate {rate!r} is not a number"
+    if not np.isfinite(rate) or rate != int(rate):
+        return f"its sample rate {rate!r} is not a whole number of hertz"
+    if not MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE:
+        return (f"its sample rate is {int(rate):,} Hz; audio must be between "
+                f"{MIN_SAMPLE_RATE // 1000} and {MAX_SAMPLE_RATE // 1000} kHz")
+    return None
+
+
+def layout_problem(rate: object, channels: int) -> str | None:
+    """Why audio at ``rate`` with ``channels`` can't be decoded or used here, or ``None``."""
+    problem = sample_rate_problem(rate)
+    if problem:
+        return problem
+    if not 1 <= channels <= MAX_CHANNELS:
+        return f"it has {channels} channels; audio may have 1 to {MAX_CHANNELS}"
+    if int(rate) * channels > MAX_SAMPLES_PER_SECOND:
+        return (f"it has {channels} channels at {int(rate) // 1000} kHz, more data a second than Dia Studio reads; "
+                "save it as mono or stereo at 48 kHz")
+    return None
+
+
+def decode_audio(source: AudioSource, *, name: str | None = None,
+                 max_seconds: float | None = None) -> DecodedAudio:
     """Decode a file path, bytes or binary file object to float32 ``(n, channels)``.
 
     WAV/FLAC/AIFF and Ogg Vorbis go through libsndfile (soundfile); everything else (MP3, M4A/AAC,
     Opus in Ogg or WebM, ...) through FFmpeg (PyAV). ``name`` is used in messages (defaults to the
-    path's file name). Any failure raises ``AudioDecodeFailedError`` naming the file.
+    path's file name). Any failure raises ``AudioDecodeFailedError`` naming the file, including
+    a sample rate or channel count outside ``layout_problem``'s limits (checked before decoding).
+
+    With ``max_seconds`` decoding stops after that much audio, whatever the header declares, and
+    the result says ``truncated`` if there was more: time and memory stay bounded.
     """
+    if max_seconds is not None and not max_seconds > 0:
+        raise InvalidParameterError(f"max_seconds must be positive, got {max_seconds}.")
     label = name or (Path(os.fspath(source)).name if isinstance(source, (str, os.PathLike)) else "audio data")
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.fspath(source))
@@ -143,62 +197,124 @@ def decode_audio(source: AudioSource, *, name: str | None = None) -> DecodedAudi
     def opener() -> str | io.BytesIO:
         return str(path) if path is not None else io.BytesIO(data)
 
-    decoded = _decode_with_soundfile(opener)
-    if decoded is None:
-        try:
-            decoded = _decode_with_pyav(opener)
-        except AudioDecodeFailedError as exc:
-            raise AudioDecodeFailedError(f"Could not decode '{label}': {exc.message}") from None
-        except Exception as exc:  # FFmpeg's errors are many; all mean "not decodable"
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise AudioDecodeFailedError(f"Could not decode '{label}': {reason}.") from exc
-    if not np.all(np.isfinite(decoded.samples)):
-        raise AudioDecodeFailedError(f"Could not decode '{label}': it holds invalid (NaN/inf) samples.")
+    try:
+        decoded = _decode_with_soundfile(opener, max_seconds)
+        if decoded is None:
+            decoded = _decode_with_pyav(opener, max_seconds)
+    except AudioDecodeFailedError as exc:
+        raise AudioDecodeFailedError(f"Could not decode '{label}': {exc.message}") from None
+    except MemoryError:
+        raise AudioDecodeFailedError(
+            f"Could not decode '{label}': there is not enough memory to decode it.") from None
+    except Exception as exc:  # FFmpeg's errors are many; all mean "not decodable"
+        reason = (getattr(exc, "strerror", None) or str(exc)).rstrip(".")
+        raise AudioDecodeFailedError(
+            f"Could not decode '{label}': it is damaged or not in an audio format Dia Studio reads "
+            f"({reason}).") from exc
     return decoded
 
 
-def _decode_with_soundfile(opener) -> DecodedAudio | None:
+class _Blocks:
+    """Decoded ``(n, channels)`` blocks, up to an optional frame limit, joined at the end."""
+
+    def __init__(self, channels: int, limit: int | None) -> None:
+        self.channels = channels
+        self.limit = limit
+        self.frames = 0
+        self.truncated = False
+        self._blocks: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray) -> None:
+        """Keep ``block`` (or the part under the limit); refuse NaN/inf samples."""
+        if self.limit is not None and self.frames + block.shape[0] > self.limit:
+            block = block[: self.limit - self.frames]
+            self.truncated = True
+        if not np.isfinite(block).all():
+            raise AudioDecodeFailedError("it holds invalid (NaN/inf) samples.")
+        self._blocks.append(block)
+        self.frames += block.shape[0]
+
+    def samples(self) -> np.ndarray:
+        if not self._blocks:
+            return np.zeros((0, self.channels), np.float32)
+        joined = np.concatenate(self._blocks, axis=0) if len(self._blocks) > 1 else self._blocks[0]
+        self._blocks = []
+        return np.ascontiguousarray(joined, dtype=np.float32)
+
+
+def _frame_limit(rate: int, max_seconds: float | None) -> int | None:
+    return None if max_seconds is None else int(np.ceil(max_seconds * rate))
+
+
+def _check_layout(rate: object, channels: int) -> None:
+    problem = layout_problem(rate, channels)
+    if problem:
+        raise AudioDecodeFailedError(f"{problem}.")
+
+
+def _decode_with_soundfile(opener, max_seconds: float | None) -> DecodedAudio | None:
     """libsndfile for the formats it owns; ``None`` means "let FFmpeg try"."""
     import soundfile as sf
 
     try:
-        with sf.SoundFile(opener()) as f:
-            if f.format not in _SOUNDFILE_FORMATS and not (
-                    f.format == "OGG" and f.subtype in _SOUNDFILE_OGG_CODECS):
-                return None
-            samples = f.read(dtype="float32", always_2d=True)
-            return DecodedAudio(samples, int(f.samplerate), f.format, f.subtype)
-    except Exception:
+        f = sf.SoundFile(opener())
+    except Exception:  # noqa: BLE001 - not a file libsndfile can open
         return None
+    with f:
+        if f.format not in _SOUNDFILE_FORMATS and not (f.format == "OGG" and f.subtype in _SOUNDFILE_OGG_CODECS):
+            return None
+        _check_layout(f.samplerate, f.channels)
+        blocks = _Blocks(f.channels, _frame_limit(f.samplerate, max_seconds))
+        try:
+            # Blocks, not one read: a header may declare hours (or nothing) and be wrong either way.
+            while not blocks.truncated:
+                block = f.read(_DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not block.shape[0]:
+                    break
+                blocks.add(block)
+        except AudioDecodeFailedError:
+            raise
+        except Exception:  # noqa: BLE001 - damaged data: FFmpeg may still read it
+            return None
+        return DecodedAudio(blocks.samples(), int(f.samplerate), f.format, f.subtype, blocks.truncated)
 
 
-def _decode_with_pyav(opener) -> DecodedAudio:
+def _decode_with_pyav(opener, max_seconds: float | None) -> DecodedAudio:
     import av
 
     with av.open(opener(), mode="r") as container:
         if not container.streams.audio:
             raise AudioDecodeFailedError("it has no audio stream.")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for this codec (e.g. a rare WAV format tag)
+            raise AudioDecodeFailedError(
+                "its audio codec is not one Dia Studio can decode; save it as WAV (PCM), FLAC, MP3 or Opus.")
         codec = stream.codec_context.name
+        declared = int(stream.codec_context.sample_rate or 0)
+        if declared:
+            _check_layout(declared, max(1, int(stream.codec_context.channels or 1)))
         resampler: av.AudioResampler | None = None
-        chunks: list[np.ndarray] = []
+        blocks: _Blocks | None = None
         rate = 0
         for frame in container.decode(stream):
             if resampler is None:
                 # Fix the output rate and layout at the first frame: a stream that changes them
                 # midway (rare, but legal in some containers) is converted to match.
                 rate = int(frame.sample_rate)
+                _check_layout(rate, len(frame.layout.channels))
                 resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+                blocks = _Blocks(len(frame.layout.channels), _frame_limit(rate, max_seconds))
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray())
-        if resampler is not None:
+                blocks.add(out.to_ndarray().T)
+            if blocks.truncated:
+                break
+        if resampler is not None and not blocks.truncated:
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
+                blocks.add(out.to_ndarray().T)
         fmt = container.format.name
-    if rate == 0:
+    if blocks is None:
         raise AudioDecodeFailedError("it holds no decodable audio.")
-    planar = np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), np.float32)
-    return DecodedAudio(np.ascontiguousarray(planar.T, dtype=np.float32), rate, fmt, codec)
+    return DecodedAudio(blocks.samples(), rate, fmt, codec, blocks.truncated)
 
 
 # --------------------------------------------------------------------------- clean-up
@@ -358,13 +474,15 @@ def format_for_path(path: str | os.PathLike) -> str:
 
 
 def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, fmt: str | None = None,
-                metadata: dict[str, str] | None = None, bit_depth: int = 16) -> Path:
-    """Write samples atomically (temp file in the same folder, then ``os.replace``).
+                metadata: dict[str, str] | None = None, bit_depth: int = 16, private: bool = False) -> Path:
+    """Write samples atomically with ``engine.files.atomic_write`` (which also sweeps the
+    ``.part`` files that killed writers left next to ``path``).
 
     ``fmt`` is ``wav``/``flac`` (soundfile, ``bit_depth`` 16 or 24, or 32 = 32-bit float for WAV, which
     stores the samples exactly) or ``opus``/``mp3`` (PyAV, when
     FFmpeg has the encoder); by default it comes from the suffix. ``metadata`` keys must be in
-    ``METADATA_KEYS``. Samples are clipped to [-1, 1]. Returns the final path.
+    ``METADATA_KEYS``. Samples are clipped to [-1, 1]. An export (the default) gets the umask's
+    usual mode; ``private=True`` (history, voice library) gets 0600. Returns the final path.
     """
     path = Path(path)
     fmt = (fmt or format_for_path(path)).lower()
@@ -382,22 +500,13 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, fmt: s
     if arr.ndim == 1:
         arr = arr[:, None]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    def write(tmp: Path) -> None:
         if fmt in ("wav", "flac"):
             _write_soundfile(tmp, arr, sr, fmt, metadata, bit_depth)
         else:
             _write_pyav(tmp, arr, sr, fmt, metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write, private=private)
 
 
 def _write_soundfile(tmp: Path, arr: np.ndarray, sr: int, fmt: str, metadata: dict[str, str],

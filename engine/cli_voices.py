@@ -155,11 +155,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from engine import audio
-    from engine.voices import prepare_clip
+    from engine.voices import read_clip
 
     transcript = args.transcript or ""
     if args.transcribe:
-        clip = prepare_clip(audio.decode_audio(args.file), args.file.name)
+        clip = read_clip(args.file)
         transcriber = _transcriber(args)
         print(f"Transcribing with Whisper ({transcriber.model})…", file=sys.stderr)
         transcript = transcriber.transcribe(clip.samples, audio.TARGET_SAMPLE_RATE)

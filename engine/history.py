@@ -361,7 +361,7 @@ class RenderHistory:
         final = self.audio_dir / f"{uid}.flac"
         staging = self.audio_dir / f".staging-{uid}.flac"
         try:
-            audio.write_audio(staging, samples, sample_rate, fmt="flac", bit_depth=24)
+            audio.write_audio(staging, samples, sample_rate, fmt="flac", bit_depth=24, private=True)
         except WRITE_ERRORS as exc:
             raise storage_fault(exc, "save the render in the history", self.audio_dir) from exc
         try:

@@ -18,10 +18,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import audio
-from engine.errors import InvalidParameterError, MissingTranscriptError
+from engine.errors import (
+    InvalidParameterError,
+    InvalidVoiceSampleError,
+    MissingTranscriptError,
+)
 
 GAP_SECONDS = 0.4
 _TAG = re.compile(r"\[S([12])\]")
+
+
+def check_clip(samples: object, sample_rate: object, what: str = "The voice prompt") -> None:
+    """Refuse audio that can't be a voice clip, before anything resamples it.
+
+    Samples must be numbers shaped ``(n,)`` or ``(n, channels)``, all finite, at a rate and channel
+    count ``engine.audio`` accepts; otherwise ``InvalidVoiceSampleError`` says what is wrong.
+    """
+    try:
+        arr = np.asarray(samples)
+    except (TypeError, ValueError):  # ragged lists and the like
+        arr = np.asarray(None)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InvalidVoiceSampleError(f"{what} must be an array of audio samples (numbers).")
+    if arr.ndim not in (1, 2):
+        raise InvalidVoiceSampleError(
+            f"{what} must be shaped (samples,) or (samples, channels), not {arr.shape}.")
+    problem = audio.layout_problem(sample_rate, arr.shape[1] if arr.ndim == 2 else 1)
+    if problem:
+        raise InvalidVoiceSampleError(f"{what} can't be used: {problem}.")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InvalidVoiceSampleError(f"{what} holds invalid (NaN or infinite) samples.")
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,9 @@ class VoicePrompt:
     sample_rate: int
     transcript: str
     swap_speakers: bool = False
+
+    def __post_init__(self) -> None:
+        check_clip(self.samples, self.sample_rate)
 
     @property
     def duration(self) -> float:
@@ -54,6 +83,9 @@ class PromptPart:
     sample_rate: int
     transcript: str
     label: str = ""
+
+    def __post_init__(self) -> None:
+        check_clip(self.samples, self.sample_rate, self.label or f"The {self.speaker} voice")
 
 
 def swap_speaker_tags(text: str) -> str:

@@ -65,7 +65,13 @@ from engine.storage import (
     storage_fault,
     tighten_folder,
 )
-from engine.voice_prompt import GAP_SECONDS, PromptPart, VoicePrompt, check_clip, combine_parts
+from engine.voice_prompt import (
+    GAP_SECONDS,
+    PromptPart,
+    VoicePrompt,
+    check_clip,
+    combine_parts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +402,42 @@ MAX_INPUT_SECONDS = 2 * MAX_SECONDS
 (``decode_audio``'s ``max_seconds``), so a header can't make a voice import decode hours."""
 
 
+def _sample_rate(value: object) -> int:
+    """A recording's rate as an int; NaN, inf and non-numbers are a typed error."""
+    try:
+        rate = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidVoiceSampleError(f"A recording's sample rate must be a whole number, not {value!r}.") from None
+    return rate
+
+
+def read_voice_file(source: str | os.PathLike | bytes | bytearray, original_filename: str | None = None
+                    ) -> tuple[str, bytes]:
+    """The label and bytes of a voice file, refused before reading if it is missing or over 10 MB."""
+    if isinstance(source, (bytes, bytearray)):
+        label, data = original_filename or "audio data", bytes(source)
+    else:
+        path = Path(source)
+        label = original_filename or path.name
+        if not path.is_file():
+            raise AudioDecodeFailedError(f"Could not read '{label}': no such file.")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidVoiceSampleError(_too_big(label, path.stat().st_size))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise AudioDecodeFailedError(f"Could not read '{label}': {exc.strerror or exc}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidVoiceSampleError(_too_big(label, len(data)))
+    return label, data
+
+
+def read_clip(source: str | os.PathLike | bytes, original_filename: str | None = None) -> PreparedClip:
+    """A voice file read, decoded and prepared with the library's bounds, without storing it."""
+    label, data = read_voice_file(source, original_filename)
+    return prepare_clip(audio.decode_audio(data, name=label, max_seconds=MAX_INPUT_SECONDS), label)
+
+
 def prepare_clip(decoded: audio.DecodedAudio, label: str) -> PreparedClip:
     """Mono, 44.1 kHz, silence trimmed, loudness normalised; refuse what can't clone a voice.
 
@@ -570,23 +612,12 @@ class VoiceLibrary:
                 raise InvalidParameterError("Raw samples need their sample_rate.")
             label = original_filename or f"recording-{datetime.now():%Y%m%d-%H%M%S}.flac"
             samples = audio.as_float32(source if source.ndim == 2 else source.reshape(-1, 1))
-            decoded = audio.DecodedAudio(samples, int(sample_rate), "recording", "flac")
+            decoded = audio.DecodedAudio(samples, _sample_rate(sample_rate), "recording", "flac")
             clip = prepare_clip(decoded, "recording")
             return self._store(clip, name=name, transcript=words, original_filename=label,
                                original_suffix=".flac", original_bytes=None, raw=decoded,
                                make_default=make_default)
-        if isinstance(source, (bytes, bytearray)):
-            label, data = original_filename or "audio data", bytes(source)
-        else:
-            path = Path(source)
-            label = original_filename or path.name
-            if not path.is_file():
-                raise AudioDecodeFailedError(f"Could not read '{label}': no such file.")
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise InvalidVoiceSampleError(_too_big(label, path.stat().st_size))
-            data = path.read_bytes()
-        if len(data) > MAX_FILE_BYTES:
-            raise InvalidVoiceSampleError(_too_big(label, len(data)))
+        label, data = read_voice_file(source, original_filename)
         clip = prepare_clip(audio.decode_audio(data, name=label, max_seconds=MAX_INPUT_SECONDS), label)
         return self._store(clip, name=name, transcript=words, original_filename=label,
                            original_suffix=_safe_suffix(label),
@@ -607,8 +638,9 @@ class VoiceLibrary:
                     atomic_write_bytes(original, original_bytes, private=True)
                 else:
                     assert raw is not None
-                    audio.write_audio(original, raw.samples, raw.sample_rate, fmt="flac", bit_depth=24)
-                audio.write_audio(staging / "voice.flac", clip.samples, SAMPLE_RATE, fmt="flac", bit_depth=24)
+                    audio.write_audio(original, raw.samples, raw.sample_rate, fmt="flac", bit_depth=24, private=True)
+                audio.write_audio(staging / "voice.flac", clip.samples, SAMPLE_RATE, fmt="flac", bit_depth=24,
+                                  private=True)
                 fsync_dir(staging)
                 digest = _sha256_file(original)
             except WRITE_ERRORS as exc:
@@ -842,9 +874,10 @@ class VoiceLibrary:
         tighten_folder(folder)
 
     def _rebuild_audio(self, sample: VoiceSample) -> None:
-        decoded = audio.decode_audio(sample.paths.original, name=sample.original_filename)
+        decoded = audio.decode_audio(sample.paths.original, name=sample.original_filename,
+                                     max_seconds=MAX_INPUT_SECONDS)
         clip = prepare_clip(decoded, sample.original_filename)
-        audio.write_audio(sample.paths.audio, clip.samples, SAMPLE_RATE, fmt="flac", bit_depth=24)
+        audio.write_audio(sample.paths.audio, clip.samples, SAMPLE_RATE, fmt="flac", bit_depth=24, private=True)
 
     # -- portability
 
@@ -939,7 +972,8 @@ class VoiceLibrary:
         original_bytes = _read_member(zf, files["original"], zip_name)
         if hashlib.sha256(original_bytes).hexdigest() != sha:
             raise InvalidVoiceSampleError(f"'{zip_name}': the original of '{entry.get('speaker_name')}' is damaged.")
-        decoded = audio.decode_audio(_read_member(zf, files["audio"], zip_name), name=f"{zip_name}:{files['audio']}")
+        decoded = audio.decode_audio(_read_member(zf, files["audio"], zip_name), name=f"{zip_name}:{files['audio']}",
+                                     max_seconds=MAX_INPUT_SECONDS)
         if decoded.sample_rate != SAMPLE_RATE or decoded.channels != 1:
             raise InvalidVoiceSampleError(f"'{zip_name}': the audio of '{entry.get('speaker_name')}' is not 44.1 kHz mono.")
         clip = PreparedClip(decoded.samples[:, 0], str(entry.get("original_format", "unknown")), rate, channels)
