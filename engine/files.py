@@ -87,8 +87,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+LEGACY_PART_SECONDS = 3600.0
+"""Temporary files of versions before 0.2 carry no process id: swept once they are an hour old."""
+
+
 def _part_pattern(target: Path) -> re.Pattern[str]:
-    return re.compile(rf"^\.{re.escape(target.name)}\.(\d+)-[0-9a-f]{{32}}\.part$")
+    return re.compile(rf"^\.{re.escape(target.name)}\.(?:(\d+)-[0-9a-f]{{32}}|[A-Za-z0-9_]{{8}})\.part$")
 
 
 def _process_alive(pid: int) -> bool:
@@ -121,7 +125,10 @@ def sweep_stale_parts(target: str | os.PathLike, *, stale_after: float = STALE_P
             continue
         try:
             age = now - entry.lstat().st_mtime
-            if _process_alive(int(match.group(1))) and age < stale_after:
+            if match.group(1) is None:  # an older version's name (mkstemp): age is all we know
+                if age < min(stale_after, LEGACY_PART_SECONDS):
+                    continue
+            elif _process_alive(int(match.group(1))) and age < stale_after:
                 continue
             entry.unlink()
             removed.append(entry)
