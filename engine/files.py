@@ -88,7 +88,7 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 LEGACY_PART_SECONDS = 3600.0
-"""Temporary files of versions before 0.2 carry no process id: swept once they are an hour old."""
+"""Temporary files of earlier versions carry no process id: swept once they are an hour old."""
 
 
 def _part_pattern(target: Path) -> re.Pattern[str]:
@@ -125,7 +125,7 @@ def sweep_stale_parts(target: str | os.PathLike, *, stale_after: float = STALE_P
             continue
         try:
             age = now - entry.lstat().st_mtime
-            if match.group(1) is None:  # an older version's name (mkstemp): age is all we know
+            if match.group(1) is None:  # an earlier version's name (mkstemp): age is all we know
                 if age < min(stale_after, LEGACY_PART_SECONDS):
                     continue
             elif _process_alive(int(match.group(1))) and age < stale_after:

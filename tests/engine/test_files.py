@@ -90,7 +90,7 @@ def test_old_parts_are_swept_even_if_the_pid_is_reused(tmp_path):
 
 def test_parts_of_older_versions_are_swept_once_an_hour_old(tmp_path):
     target = tmp_path / "out.wav"
-    fresh = tmp_path / ".out.wav.k3j_9x2a.part"  # mkstemp's name, as versions before 0.2 wrote
+    fresh = tmp_path / ".out.wav.k3j_9x2a.part"  # mkstemp's name, as earlier versions wrote
     old = tmp_path / ".out.wav.q8w2e4r1.part"
     fresh.write_bytes(b"x")
     old.write_bytes(b"x")
