@@ -102,8 +102,7 @@ class MainWindow(QMainWindow):
         self._restore_draft()
         self.cast_panel.set_library(self.library, library_error)
         self.history_panel.set_history(self.history)
-        if history_error:
-            self.statusBar().showMessage(history_error, 10000)
+        self.show_store_notices(history_error)
         self.update_model_banner()
         self._update_render_state()
 
@@ -176,24 +175,15 @@ class MainWindow(QMainWindow):
         self.main_splitter.setStretchFactor(1, 2)
         self.main_splitter.setChildrenCollapsible(False)
 
-        self.banner = QFrame()
-        self.banner.setObjectName("model_banner")
-        self.banner.setStyleSheet("QFrame#model_banner { background: rgba(235, 170, 40, 0.18); "
-                                  "border: 1px solid rgba(200, 140, 0, 0.7); border-radius: 4px; }")
-        self.banner_text = QLabel()
-        self.banner_text.setObjectName("model_banner_text")
-        self.banner_text.setWordWrap(True)
-        self.banner_button = QPushButton("Model settings…")
-        self.banner_button.setObjectName("model_banner_button")
-        banner_layout = QHBoxLayout(self.banner)
-        banner_layout.addWidget(self.banner_text, 1)
-        banner_layout.addWidget(self.banner_button)
-        self.banner.hide()
+        self.banner, self.banner_text, self.banner_button = _banner("model_banner", "Model settings…")
+        self.notice, self.notice_text, self.notice_button = _banner("store_notice", "Dismiss")
+        self.notice_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # paths to copy
 
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(8, 6, 8, 4)
         layout.addWidget(self.banner)
+        layout.addWidget(self.notice)
         layout.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
         self.setStatusBar(WrappingStatusBar())
@@ -214,6 +204,7 @@ class MainWindow(QMainWindow):
         self.render_button.clicked.connect(self.render)
         self.cancel_button.clicked.connect(self.queue.cancel_current)
         self.banner_button.clicked.connect(self.open_model_settings)
+        self.notice_button.clicked.connect(self.notice.hide)
         self.editor.undoAvailable.connect(self.undo_action.setEnabled)
         self.editor.redoAvailable.connect(self.redo_action.setEnabled)
         self.editor.textChanged.connect(self._text_changed)
@@ -247,6 +238,7 @@ class MainWindow(QMainWindow):
         h.restoreRequested.connect(self.restore_entry)
         h.rerenderRequested.connect(self.rerender_entry)
         h.deleteRequested.connect(self.delete_entry)
+        h.errorOccurred.connect(self.show_error)
 
         self._draft_timer = QTimer(self, singleShot=True, interval=800)
         self._draft_timer.timeout.connect(self.save_draft_now)
@@ -785,6 +777,15 @@ class MainWindow(QMainWindow):
         self.model_dialog = dialog
         return dialog
 
+    def show_store_notices(self, history_error: str = "") -> None:
+        """What opening the history and the voice library found (a lost database rebuilt, files moved
+        aside), or why the history can't be opened: shown until dismissed, not as a passing status."""
+        stores = (self.history, self.library)
+        lines = [history_error] + [store.open_report.notice for store in stores if store is not None]
+        text = "\n".join(line for line in lines if line)
+        self.notice_text.setText("ⓘ " + text if text else "")
+        self.notice.setVisible(bool(text))
+
     def update_model_banner(self) -> None:
         message = missing_model_message(self.settings)
         self.banner_text.setText("⚠ " + message if message else "")
@@ -875,3 +876,20 @@ class MainWindow(QMainWindow):
             if store is not None:
                 store.close()
 
+
+def _banner(name: str, button_text: str) -> tuple[QFrame, QLabel, QPushButton]:
+    """A hidden strip across the top of the window: wrapped text and one button."""
+    frame = QFrame()
+    frame.setObjectName(name)
+    frame.setStyleSheet(f"QFrame#{name} {{ background: rgba(235, 170, 40, 0.18); "
+                        "border: 1px solid rgba(200, 140, 0, 0.7); border-radius: 4px; }")
+    text = QLabel()
+    text.setObjectName(f"{name}_text")
+    text.setWordWrap(True)
+    button = QPushButton(button_text)
+    button.setObjectName(f"{name}_button")
+    row = QHBoxLayout(frame)
+    row.addWidget(text, 1)
+    row.addWidget(button)
+    frame.hide()
+    return frame, text, button

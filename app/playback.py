@@ -132,8 +132,6 @@ class AudioPlayer(QObject):
         self._length = 0
         self._pos = 0
         self._streaming = False  # more audio may be appended
-        self._starved = False  # the callback ran out of audio while streaming
-        self._ended = False  # the callback reached the end of a complete buffer
         self._stream = None
         self._sd: ModuleType | None = None
         self._state = STOPPED
@@ -288,7 +286,6 @@ class AudioPlayer(QObject):
     def seek(self, seconds: float) -> None:
         with self._lock:
             self._pos = max(0, min(int(seconds * self.sample_rate), self._length))
-            self._ended = False
         self.positionChanged.emit(self._pos / self.sample_rate)
 
     def set_device(self, device: int | str | None) -> None:
@@ -309,7 +306,6 @@ class AudioPlayer(QObject):
             return False
         self._close_stream()
         self._sd = sd
-        self._starved = self._ended = False
         try:
             stream = sd.OutputStream(samplerate=self.sample_rate, channels=1, dtype="float32", device=self.device,
                                      callback=self._callback)
@@ -335,13 +331,8 @@ class AudioPlayer(QObject):
             n = max(0, min(frames, self._length - self._pos))
             outdata[:n, 0] = self._buf[self._pos:self._pos + n]
             self._pos += n
-            streaming = self._streaming
-        if n < frames:
+        if n < frames:  # out of audio: the GUI timer sees the stream stop and decides what follows
             outdata[n:] = 0
-            if streaming:
-                self._starved = True
-            else:
-                self._ended = True
             raise self._sd.CallbackStop
 
     def _close_stream(self) -> None:

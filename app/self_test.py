@@ -214,43 +214,6 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _tiny_checkpoints(folder: Path) -> tuple[Path, Path]:
-    """A tiny random Dia model (transformers layout) and DAC codec; a few MB, built in about a second."""
-    import torch
-    from safetensors.torch import save_file
-
-    from engine.model.checkpoint import transformers_shapes
-    from engine.model.config import DiaConfig
-    from engine.model.dac import DacConfig
-    from engine.model.dac_checkpoint import expected_shapes, save_dac_transformers
-
-    gen = torch.Generator().manual_seed(0)
-    cfg = DiaConfig(enc_hidden=64, enc_layers=1, enc_heads=4, enc_kv_heads=4, enc_head_dim=16, enc_ffn=128,
-                    enc_max_positions=128, dec_hidden=64, dec_layers=1, dec_heads=4, dec_kv_heads=2,
-                    dec_head_dim=16, cross_heads=4, cross_kv_heads=4, cross_head_dim=16, dec_ffn=128,
-                    dec_max_positions=512)
-    state = {}
-    for key, shape in transformers_shapes(cfg).items():
-        if key.endswith("norm.weight"):
-            state[key] = torch.ones(shape)
-        else:
-            state[key] = 0.1 * torch.randn(shape, generator=gen)
-    dia = folder / "dia"
-    dia.mkdir(parents=True)
-    save_file(state, str(dia / "model.safetensors"), metadata={"format": "pt"})
-    (dia / "config.json").write_text(json.dumps(cfg.to_transformers_dict(), indent=2), encoding="utf-8")
-
-    dac_cfg = DacConfig(encoder_dim=8, decoder_dim=32)
-    dac_state = {}
-    for key, shape in expected_shapes(dac_cfg).items():
-        if key.endswith("alpha"):
-            dac_state[key] = torch.ones(shape)
-        else:
-            dac_state[key] = 0.05 * torch.randn(shape, generator=gen)
-    dac = save_dac_transformers(dac_state, dac_cfg, folder / "dac")
-    return dia, dac
-
-
 def run(report_path: str | None) -> int:
     """Build everything off screen and report what works (exit 0 = no check failed)."""
     if report_path:
@@ -409,15 +372,9 @@ def _run_checks(scratch: Path, user_data: Path) -> dict[str, dict]:
     def render() -> dict:
         import soundfile as sf
 
-        from engine import (
-            DiaEngine,
-            EngineOptions,
-            GenerationParams,
-            RenderRequest,
-            write_audio,
-        )
+        from engine import DiaEngine, EngineOptions, GenerationParams, RenderRequest, write_audio, write_tiny_models
 
-        dia, dac = _tiny_checkpoints(scratch / "models")
+        dia, dac = write_tiny_models(scratch / "models")
         eng = DiaEngine.load(EngineOptions(model=str(dia), codec=str(dac), device="cpu", dtype="float32",
                                            offline=True))
         result = eng.render(RenderRequest("[S1] Hello from the self-test. [S2] Hi!",

@@ -89,7 +89,7 @@ class RenderEstimate:
         cap = max(1, p.max_steps)
         expected = min(self.expected_steps, cap)
         if p.step >= expected and p.step < cap:
-            self._creep(p.step, cap, p.frames_per_second)
+            self._creep(p)
             return
         if p.frames_per_second <= 0 or p.step < ETA_MIN_STEPS:
             return
@@ -98,14 +98,14 @@ class RenderEstimate:
         elapsed = max(1e-6, now - self.started)
         self._advance((1.0 - TAIL_SHARE) * elapsed / (elapsed + self.left))
 
-    def _creep(self, step: int, cap: int, rate: float) -> None:
+    def _creep(self, p: engine.RenderProgress) -> None:
         if self._overrun_from is None:
-            self._overrun_from = (step, self.fraction)
+            self._overrun_from = (p.step, self.fraction)
         self.overrun = True
         first, start = self._overrun_from
-        done = (step - first) / max(1, cap - first)
+        done = (p.step - first) / max(1, p.max_steps - first)
         self._advance(start + (1.0 - TAIL_SHARE - start) * done)
-        self.left = (cap - step) / rate if rate > 0 else None
+        self.left = p.eta_seconds  # the engine's upper bound: the steps left to the cap
 
     def _smooth(self, raw: float, now: float) -> float:
         predicted = max(0.0, self.left - (now - self._updated))
@@ -135,7 +135,6 @@ class EngineWorker(QObject):
     finished = Signal(int, object)  # job id, JobOutcome
     failed = Signal(int, object)  # job id, UserError
     cancelled = Signal(int)
-    unloaded = Signal()
 
     def __init__(self, history: Callable[[], engine.RenderHistory | None],
                  library: Callable[[], engine.VoiceLibrary | None]) -> None:
@@ -179,9 +178,8 @@ class EngineWorker(QObject):
 
     @Slot()
     def unload(self) -> None:
-        if self.engine is not None:
-            self.engine = None
-            self.unloaded.emit()
+        """Drop the loaded model (its memory is freed); the next render loads it again."""
+        self.engine = None
 
     def _ensure_engine(self, job: RenderJob) -> engine.DiaEngine:
         if self.engine is not None and self.engine.options == job.options:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 SCRIPT = ("[S1] Dia is an open weights text to dialogue model. [S2] You get full control over scripts and voices. "
           "[S1] Wow. Amazing. (laughs) [S2] Try it now on Git hub or Hugging Face.")
 FRAME_RATE = 44100 / 512
+WEIGHTS = ROOT / "bench" / ".weights"  # random full-size checkpoints, written once (git-ignored)
 
 
 # ------------------------------------------------------------------------------ measurement helpers
@@ -276,9 +277,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from bench.weights import dac_folder, dia_folder
+    from engine.testing import write_full_size_models
 
-    dia, dac = str(dia_folder()), str(dac_folder())
+    dia, dac = map(str, write_full_size_models(WEIGHTS))
     configs = [("hf", "bfloat16", "", "native"), ("ours", "bfloat16", "", "native"),
                ("ours", "bfloat16", "int8", "native"), ("ours", "bfloat16", "int8-dynamic", "native"),
                ("ours", "bfloat16", "", "torch")]

@@ -48,11 +48,16 @@ _EXPORTS = {
                       "MIN_SECONDS", "RECOMMENDED_SECONDS", "MAX_SECONDS"],
     "engine.recorder": ["Recorder", "Recording", "Level", "InputDevice", "InputStatus", "input_status",
                         "input_devices", "record"],
-    "engine.stt": ["WhisperTranscriber", "is_available"],
+    "engine.stt": ["WhisperTranscriber", "stt_available"],
     "engine.paths": ["data_dir", "voices_dir"],
+    "engine.files": ["atomic_write", "atomic_write_bytes", "atomic_write_text", "ensure_private_dir"],
     "engine.native": ["check_kernels"],
+    "engine.testing": ["write_tiny_models"],  # the self-test's tiny random Dia + DAC
     # render history
     "engine.history": ["RenderHistory", "HistoryEntry", "CastMember", "make_title"],
+    # long-form episodes
+    "engine.episode": ["EpisodeProject", "parse_episode", "check_episode", "split_episode", "render_episode",
+                       "regenerate_block", "export_project", "ProjectCorruptError"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -30,7 +30,7 @@ class Transcriber(Protocol):
         """The words spoken in ``samples`` (mono or ``(n, channels)`` float32)."""
 
 
-def is_available() -> bool:
+def stt_available() -> bool:
     """faster-whisper is installed (the model may still need downloading)."""
     try:
         import faster_whisper  # noqa: F401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 import engine
@@ -95,8 +95,6 @@ class BudgetView(QWidget):
 
 class ScriptPanel(QWidget):
     """Editor + status line + budget; recomputes the estimate when text, voices or max length change."""
-
-    statusMessage = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

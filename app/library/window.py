@@ -221,7 +221,7 @@ class LibraryWindow(QMainWindow):
         self.player.stateChanged.connect(self._player_state)
         self.player.error.connect(lambda message: self.show_error(UserError("Playback problem", message)))
 
-        self.stt_available = engine.is_available()
+        self.stt_available = engine.stt_available()
         if not self.stt_available:
             self.transcribe_button.setToolTip("Automatic transcription needs faster-whisper: "
                                               "pip install 'dia-studio[stt]'")

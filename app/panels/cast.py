@@ -126,10 +126,6 @@ class CastPanel(QWidget):
                 combo.setCurrentIndex(index if index >= 0 else 0)
         self._changed(store=store)
 
-    def names(self) -> dict[str, str]:
-        return {tag: (self.samples[vid].speaker_name if vid in self.samples else "random voice")
-                if vid is not None else "random voice" for tag, vid in self.cast().items()}
-
     def prompt_cost(self) -> PromptCost:
         chosen = [self.samples[vid] for vid in self.cast().values() if vid is not None and vid in self.samples]
         if not chosen:
@@ -162,8 +158,3 @@ class CastPanel(QWidget):
         self.warning.setStyleSheet(f"color: {colors.warning.name()};")
         self.warning.setText("⚠ " + " ".join(notes) if notes else "")
         self.warning.setVisible(bool(notes))
-
-    @property
-    def has_missing_transcript(self) -> bool:
-        return any(vid is not None and vid in self.samples and not self.samples[vid].has_transcript
-                   for vid in self.cast().values())

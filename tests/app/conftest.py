@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
+import engine
 from app import settings as opts
 from app.settings import Settings
 
@@ -15,13 +16,7 @@ from app.settings import Settings
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny random Dia checkpoint and DAC codec in the official layouts (built once)."""
-    from tests.engine.dac_fixtures import write_transformers_dac
-    from tests.engine.dia_fixtures import save_transformers_folder, tiny_transformers_model
-
-    root = tmp_path_factory.mktemp("models")
-    save_transformers_folder(tiny_transformers_model(), root / "dia")
-    write_transformers_dac(root / "dac")
-    return root / "dia", root / "dac"
+    return engine.write_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(autouse=True)

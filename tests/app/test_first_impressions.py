@@ -14,6 +14,7 @@ from app import playback
 from app import settings as opts
 from app.library.recorder import RecorderDialog
 from app.library.window import LibraryWindow
+from app.panels.history import SCRIPT
 from app.panels.parameters import ParametersPanel
 from app.playback import OutputDevice
 from app.take import Take, suggested_file_name
@@ -138,8 +139,8 @@ def test_a_render_cut_off_by_the_length_cap_keeps_a_warning_in_player_and_histor
     qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "", timeout=5000)
     assert window.player_panel.warning.isVisible()
     model = window.history_panel.model
-    assert model.data(model.index(0, 1)).startswith("⚠ ")
-    assert CAPPED in model.data(model.index(0, 1), Qt.ItemDataRole.ToolTipRole)
+    assert model.data(model.index(0, SCRIPT)).startswith("⚠ ")
+    assert CAPPED in model.data(model.index(0, SCRIPT), Qt.ItemDataRole.ToolTipRole)
     # played again from the history, it still carries the warning; a clean take does not
     clean = add_entry(window)
     window.history_panel.reload()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QMessageBox
 import engine
 from app import settings as opts
 from app.playback import STOPPED
+from app.workers import ETA_MIN_STEPS
 from tests.app.conftest import make_window
 
 SCRIPT = "[S1] Hello there, how are you today? [S2] Fine, thanks. (laughs)"
@@ -38,7 +39,8 @@ def test_render_cancel_render_again_play_export_and_find_it_in_history(qtbot, wi
     window.queue.loadingStarted.connect(lambda job: loads.append(window.load_dialog is not None))
     window.queue.renderProgress.connect(lambda job, p: progress.append(p))
     with qtbot.waitSignal(window.queue.renderProgress, timeout=60000,
-                          check_params_cb=lambda job, p: p.stage == "generate" and p.step >= 3):
+                          # the bar moves once the time left can be estimated (not before ETA_MIN_STEPS)
+                          check_params_cb=lambda job, p: p.stage == "generate" and p.step >= ETA_MIN_STEPS):
         qtbot.mouseClick(window.render_button, Qt.MouseButton.LeftButton)
     assert loads == [True]  # the load progress dialog was shown for the first render
     assert window.load_dialog is None  # and closed once rendering began

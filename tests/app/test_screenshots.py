@@ -63,8 +63,10 @@ def test_screenshots_of_main_and_library_windows(qtbot, model_settings, voice_fi
     window.editor.setTextCursor(cursor)
     params = engine.GenerationParams(max_new_tokens=256)
     for seed, seconds in ((1234, 6.0), (98765, 4.5)):
-        window.history.add(script=SCRIPT, audio_samples=tone(seconds), sample_rate=44100, params=params, seed=seed,
-                           render_seconds=seconds * 3, cast={"S1": engine.CastMember(ann.id, "Ann")})
+        take = window.history.add(script=SCRIPT, audio_samples=tone(seconds), sample_rate=44100, params=params,
+                                  seed=seed, render_seconds=seconds * 3, cast={"S1": engine.CastMember(ann.id, "Ann")})
+    window.history.set_starred(take.id, True)
+    window.history.set_label(take.id, "warmer")
     window.history_panel.reload()
     window.player.load(tone(6.0), 44100, ("entry", 1))
     window.player.seek(2.2)

@@ -1,12 +1,12 @@
-"""Tiny random DAC checkpoints in both official formats, for any test that needs a codec.
+"""Tiny random DAC checkpoints in both official formats (built by ``engine.testing``), for any test
+that needs a codec, plus the helpers of the codec tests.
 
     from tests.engine.dac_fixtures import write_transformers_dac, write_original_dac
     folder = write_transformers_dac(tmp_path / "dac")     # config.json + model.safetensors
     pth = write_original_dac(tmp_path / "orig")           # weights.pth (original layout)
     codec = load_dac(folder)
 
-The tiny geometry keeps the real rates (hop 512) and the real 9 × 1024 × 8 codebooks, so
-code and audio shapes are those of the 44.1 kHz model; only the channel widths shrink.
+The tiny geometry (``engine.testing.TINY_DAC``) keeps the real rates and codebooks.
 """
 
 from __future__ import annotations
@@ -14,68 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
 from engine.model.dac import DacConfig
-from engine.model.dac_checkpoint import (
-    ORIGINAL_WEIGHT_FILES,
-    convert_original_state_dict,
-    dac_layers,
-    expected_shapes,
-    save_dac_transformers,
-)
+from engine.model.dac_checkpoint import dac_layers
+from engine.testing import TINY_DAC, write_original_dac
+from engine.testing import random_dac_original_state as random_original_state_dict
+from engine.testing import random_dac_state as random_state_dict
+from engine.testing import write_dac as write_transformers_dac
 
-TINY_DAC = DacConfig(encoder_dim=8, decoder_dim=32)
-
-
-def random_original_state_dict(config: DacConfig = TINY_DAC, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights in the original layout: weight_g/weight_v/bias, alpha, codebook.weight.
-
-    g is drawn independently of ‖v‖ (not the trivial ‖v‖ an untrained weight_norm starts
-    with), so a wrong fold shows. Scales keep the tiny decoder's output mostly off tanh's rails.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    shapes = expected_shapes(config)
-    state: dict[str, torch.Tensor] = {}
-    for layer in dac_layers(config):
-        if layer.kind == "conv":
-            shape = shapes[f"{layer.name}.weight"]
-            state[f"{layer.original}.weight_v"] = torch.randn(shape, generator=gen)
-            state[f"{layer.original}.weight_g"] = 0.4 + 0.8 * torch.rand(shape[0], 1, 1, generator=gen)
-            state[f"{layer.original}.bias"] = 0.02 * torch.randn(shapes[f"{layer.name}.bias"], generator=gen)
-        elif layer.kind == "snake":
-            state[f"{layer.original}.alpha"] = 0.5 + 1.5 * torch.rand(shapes[f"{layer.name}.alpha"], generator=gen)
-        else:
-            state[f"{layer.original}.weight"] = torch.randn(shapes[f"{layer.name}.weight"], generator=gen)
-    return state
-
-
-def random_state_dict(config: DacConfig = TINY_DAC, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The same random weights in transformers/DacCodec layout (weight norm folded on CPU)."""
-    return convert_original_state_dict(random_original_state_dict(config, seed), config)
-
-
-def write_transformers_dac(folder: str | Path, config: DacConfig = TINY_DAC, seed: int = 0) -> Path:
-    """``config.json`` + ``model.safetensors`` in ``folder``; returns the folder."""
-    return save_dac_transformers(random_state_dict(config, seed), config, folder)
-
-
-def write_original_dac(path: str | Path, config: DacConfig = TINY_DAC, seed: int = 0, *,
-                       state_dict: dict[str, torch.Tensor] | None = None) -> Path:
-    """An original ``weights.pth`` container; ``path`` is the file or a folder to put it in.
-
-    Pass ``state_dict`` to write doctored weights (e.g. with a key removed). Returns the file.
-    """
-    path = Path(path)
-    if path.suffix != ".pth":
-        path.mkdir(parents=True, exist_ok=True)
-        path = path / ORIGINAL_WEIGHT_FILES[0]
-    state = random_original_state_dict(config, seed) if state_dict is None else state_dict
-    # audiotools' BaseModel.save(package=False) container, as descript publishes it.
-    torch.save({"state_dict": state, "metadata": {"kwargs": config.to_original_kwargs()}}, path)
-    return path
+__all__ = ["TINY_DAC", "chirp_audio", "original_to_transformers_parametrized", "random_original_state_dict",
+           "random_state_dict", "torch_threads", "write_original_dac", "write_transformers_dac"]
 
 
 def original_to_transformers_parametrized(state: dict[str, torch.Tensor],

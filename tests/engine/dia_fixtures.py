@@ -1,4 +1,5 @@
-"""Tiny random Dia checkpoints written in the official layouts, plus the transformers oracle."""
+"""The transformers oracle: a tiny random ``DiaForConditionalGeneration`` and the official layouts
+written from it. Checkpoints that need no transformers come from ``engine.testing``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,9 @@ import torch
 
 from engine.model.checkpoint import transformers_to_nari
 from engine.model.config import DiaConfig
+from engine.testing import TINY_DIA as TINY  # the one tiny geometry (engine/testing.py says why)
 
-# Small but structurally faithful: GQA in the decoder self-attention (4 q heads / 2 kv heads),
-# head_dim * heads != hidden (non-square projections), the real vocabularies, channels and delays.
-TINY = DiaConfig(
-    enc_hidden=64, enc_layers=2, enc_heads=4, enc_kv_heads=4, enc_head_dim=16, enc_ffn=128, enc_max_positions=128,
-    dec_hidden=96, dec_layers=2, dec_heads=4, dec_kv_heads=2, dec_head_dim=16,
-    cross_heads=4, cross_kv_heads=4, cross_head_dim=16, dec_ffn=192, dec_max_positions=512,
-)
+__all__ = ["TINY", "hf_state", "save_nari_folder", "save_transformers_folder", "tiny_transformers_model"]
 
 
 def tiny_transformers_model(cfg: DiaConfig = TINY, seed: int = 0):

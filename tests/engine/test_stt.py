@@ -88,7 +88,14 @@ def test_missing_faster_whisper(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "faster_whisper", None)
-    assert stt.is_available() is False
+    assert stt.stt_available() is False
     with pytest.raises(MissingDependencyError, match=r"dia-studio\[stt\]") as info:
         stt.WhisperTranscriber(model="tiny.en").load()
     assert info.value.code == "missing_dependency"
+
+
+def test_the_engine_names_the_check_for_what_it_checks():
+    import engine
+
+    assert engine.stt_available is stt.stt_available
+    assert not hasattr(engine, "is_available") and not hasattr(stt, "is_available")  # no alias
