@@ -101,3 +101,9 @@ class MissingDependencyError(DiaStudioError):
     """An optional feature's package is not installed (e.g. ``pip install dia-studio[stt]``)."""
 
     code = "missing_dependency"
+
+
+class ProjectCorruptError(DiaStudioError):
+    """An episode project file is damaged, truncated or not a project at all (it is left untouched)."""
+
+    code = "project_corrupt"

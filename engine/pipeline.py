@@ -19,7 +19,7 @@ import torch
 
 from engine import audio
 from engine.device import pick_device, pick_dtype
-from engine.errors import GenerationError, InvalidParameterError, InvalidVoiceSampleError, MissingTranscriptError
+from engine.errors import GenerationError, InvalidParameterError, InvalidVoiceSampleError
 from engine.generate import StepProgress, generate_codes
 from engine.model.checkpoint import load_dia
 from engine.model.config import SAMPLE_RATE
@@ -29,7 +29,6 @@ from engine.model.hub import DAC_REPO, DIA_REPO, DownloadProgress, resolve_model
 from engine.model.tokenizer import encode_text
 from engine.params import GenerationParams, resolve_seed
 from engine.sampling import SamplingSettings
-from engine.script import parse_script, text_token_count
 from engine.requests import (
     QUANTIZE_MODES,
     AudioChunk,
@@ -38,6 +37,7 @@ from engine.requests import (
     RenderProgress,
     RenderRequest,
     RenderResult,
+    prepare_text,
 )
 from engine.voice_prompt import VoicePrompt
 
@@ -61,7 +61,7 @@ class DiaEngine:
         report = on_progress or (lambda _p: None)
 
         def downloading(p: DownloadProgress) -> None:
-            report(LoadProgress("download", f"Downloading {p.filename}", p))
+            report(LoadProgress("download", p.text, p))  # bytes, or a retry notice
 
         device = pick_device(options.device)
         dtype = pick_dtype(options.dtype, device)
@@ -81,19 +81,11 @@ class DiaEngine:
         return cls(model, codec, options, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ rendering
-    def prepare_text(self, request: RenderRequest) -> tuple[str, tuple[str, ...]]:
-        """The exact text the model sees (voice transcript first) and the script's warnings."""
-        voice = request.voice
-        prefix_tokens = 0
-        if voice is not None:
-            if not voice.transcript or not voice.transcript.strip():
-                raise MissingTranscriptError(
-                    "the voice prompt has no transcript: Dia needs the words spoken in the sample to clone it")
-            prefix_tokens = text_token_count(voice.transcript.strip() + "\n")
-        script = parse_script(request.script, prefix_tokens=prefix_tokens)
-        warnings = tuple(w.message for w in script.warnings)
-        text = voice.text_for(script.model_text) if voice is not None else script.model_text
-        return text, warnings
+    @staticmethod
+    def prepare_text(request: RenderRequest) -> tuple[str, tuple[str, ...]]:
+        """The exact text the model sees (voice transcript first) and the script's warnings
+        (``engine.requests.prepare_text``: it needs no model)."""
+        return prepare_text(request)
 
     def encode_prompt(self, voice: VoicePrompt) -> torch.Tensor:
         """DAC codes (frames, 9) of a voice prompt, resampled to 44.1 kHz mono first."""
@@ -104,8 +96,17 @@ class DiaEngine:
 
     def render(self, request: RenderRequest, *, on_progress: Callable[[RenderProgress], None] | None = None,
                on_audio: Callable[[AudioChunk], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> RenderResult:
-        """Render a script. ``on_audio`` receives audio chunks while frames are still being generated."""
+               should_stop: Callable[[], bool] | None = None,
+               prompt_codes: np.ndarray | None = None) -> RenderResult:
+        """Render a script. ``on_audio`` receives audio chunks while frames are still being generated.
+
+        ``prompt_codes`` (frames, channels) are ``request.voice``'s DAC codes encoded earlier (e.g. by
+        ``encode_prompt``), so a voice used by many renders is encoded once; the voice still gives the
+        transcript."""
+        if not isinstance(request, RenderRequest):
+            raise InvalidParameterError(f"render takes a RenderRequest, not {type(request).__name__}")
+        if prompt_codes is not None and request.voice is None:
+            raise InvalidParameterError("prompt_codes need the request's voice (its transcript)")
         report = on_progress or (lambda _p: None)
         params = request.params
         params.validate()
@@ -115,7 +116,7 @@ class DiaEngine:
         prompt = None
         if request.voice is not None:
             report(RenderProgress("prompt"))
-            prompt = self.encode_prompt(request.voice)
+            prompt = self.encode_prompt(request.voice) if prompt_codes is None else self._given_codes(prompt_codes)
             timings["prompt"] = time.perf_counter() - t0
         seed = resolve_seed(params.seed)
         settings = SamplingSettings(cfg_scale=params.cfg_scale, temperature=params.temperature, top_p=params.top_p,
@@ -148,6 +149,15 @@ class DiaEngine:
         timings["total"] = time.perf_counter() - t0
         return RenderResult(np.ascontiguousarray(wave, dtype=np.float32), SAMPLE_RATE, seed, params, text,
                             result.codes.numpy(), result.stop_reason, warnings, timings)
+
+    def _given_codes(self, codes: np.ndarray) -> torch.Tensor:
+        codes = np.asarray(codes)
+        channels = len(self.model.cfg.delay_pattern)
+        if codes.ndim != 2 or codes.shape[1] != channels or codes.shape[0] == 0 or \
+                not np.issubdtype(codes.dtype, np.integer):
+            raise InvalidVoiceSampleError(f"prompt codes must be integers shaped (frames, {channels}), "
+                                          f"not {codes.dtype} {codes.shape}")
+        return torch.from_numpy(codes.astype(np.int64))
 
     def stream(self, request: RenderRequest, *, on_progress: Callable[[RenderProgress], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> Iterator[AudioChunk]:

@@ -51,7 +51,7 @@ class Database:
 
     def __init__(self, path: str | Path, migrations: Sequence[Migration], *,
                  busy_timeout: float = 10.0, synchronous: str = "FULL", read_only: bool = False,
-                 damaged_hint: str = DEFAULT_DAMAGED_HINT) -> None:
+                 damaged_hint: str = DEFAULT_DAMAGED_HINT, journal_mode: str = "WAL") -> None:
         self.path = Path(path)
         self.migrations = list(migrations)
         self.read_only = read_only
@@ -62,7 +62,8 @@ class Database:
             self._conn = self._connect(busy_timeout)
             self._conn.row_factory = sqlite3.Row
             if not read_only:
-                self._conn.execute("PRAGMA journal_mode=WAL")
+                # WAL by default; a single file meant to be copied (an episode project) uses DELETE.
+                self._conn.execute(f"PRAGMA journal_mode={journal_mode}")
                 self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
