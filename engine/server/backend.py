@@ -1,0 +1,71 @@
+"""What renders the server's requests: a ``RenderBackend``.
+
+The server never touches a model itself. It hands each request, one at a time and in order, to a
+backend from its single queue thread. ``EngineBackend`` (``dia-studio serve``) owns a
+``DiaEngine``; the desktop app gives the server a backend that posts the request to its own render
+worker and blocks until it is done, so the app and the API share one model in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from engine import (
+    DIA_REPO,
+    AudioChunk,
+    DiaEngine,
+    EngineOptions,
+    LoadProgress,
+    RenderRequest,
+    RenderResult,
+)
+
+WEIGHT_SUFFIXES = (".pth", ".bin", ".safetensors", ".pt")
+
+
+@runtime_checkable
+class RenderBackend(Protocol):
+    """Renders one request at a time; called only from the server's queue thread."""
+
+    @property
+    def model_id(self) -> str:
+        """The id ``GET /v1/models`` lists for the loaded model."""
+        ...
+
+    def render(self, request: RenderRequest, *, on_audio: Callable[[AudioChunk], None] | None,
+               should_stop: Callable[[], bool]) -> RenderResult:
+        """Render ``request``; ``on_audio`` gets chunks while it runs, ``should_stop`` cancels it
+        (raising the engine's ``CancelledError``). Raises the engine's typed errors."""
+        ...
+
+
+def model_id_for(spec: str | None) -> str:
+    """A short lower-case id for a model spec: the repo or folder name (a weight file's folder)."""
+    text = (spec or DIA_REPO).rstrip("/\\")
+    path = Path(text)
+    name = path.parent.name if path.suffix.lower() in WEIGHT_SUFFIXES and path.parent.name else path.name
+    return (name or "dia").lower()
+
+
+class EngineBackend:
+    """A backend that owns one ``DiaEngine`` (loaded on first use, or by ``load``)."""
+
+    def __init__(self, options: EngineOptions, engine: DiaEngine | None = None) -> None:
+        self.options = options
+        self.engine = engine
+
+    @property
+    def model_id(self) -> str:
+        return model_id_for(self.options.model)
+
+    def load(self, on_progress: Callable[[LoadProgress], None] | None = None) -> DiaEngine:
+        """Load the model and codec now (typed errors if they can't be)."""
+        if self.engine is None:
+            self.engine = DiaEngine.load(self.options, on_progress=on_progress)
+        return self.engine
+
+    def render(self, request: RenderRequest, *, on_audio: Callable[[AudioChunk], None] | None,
+               should_stop: Callable[[], bool]) -> RenderResult:
+        return self.load().render(request, on_audio=on_audio, should_stop=should_stop)
