@@ -30,6 +30,22 @@ class Transcriber(Protocol):
         """The words spoken in ``samples`` (mono or ``(n, channels)`` float32)."""
 
 
+@dataclass(frozen=True)
+class TimedWord:
+    """One recognised word and where it is: seconds from the start of the audio given."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+    """The recogniser's confidence in the word, 0–1."""
+
+
+class WordTranscriber(Protocol):
+    def transcribe_words(self, samples: np.ndarray, sample_rate: int) -> list[TimedWord]:
+        """The words spoken in ``samples``, in order, each with its start and end time."""
+
+
 def stt_available() -> bool:
     """faster-whisper is installed (the model may still need downloading)."""
     try:
@@ -39,12 +55,19 @@ def stt_available() -> bool:
     return True
 
 
-def _require_faster_whisper():
+INSTALL_HINT = "pip install 'dia-studio[stt]'"
+
+
+def require_stt(feature: str = "Automatic transcription") -> None:
+    """Raise ``MissingDependencyError`` naming ``feature`` and the install command without faster-whisper."""
+    _require_faster_whisper(feature)
+
+
+def _require_faster_whisper(feature: str = "Automatic transcription"):
     try:
         import faster_whisper
     except ImportError as exc:
-        raise MissingDependencyError(
-            "Automatic transcription needs faster-whisper: pip install 'dia-studio[stt]'.") from exc
+        raise MissingDependencyError(f"{feature} needs faster-whisper: {INSTALL_HINT}.") from exc
     return faster_whisper
 
 
@@ -119,9 +142,20 @@ class WhisperTranscriber:
                 raise ModelNotFoundError(f"Can't load the Whisper model from {folder}: {exc}") from exc
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
+        return " ".join(seg.text.strip() for seg in self._segments(samples, sample_rate)).strip()
+
+    def transcribe_words(self, samples: np.ndarray, sample_rate: int) -> list[TimedWord]:
+        """The words with faster-whisper's word timestamps (seconds into ``samples``)."""
+        segments = self._segments(samples, sample_rate, word_timestamps=True)
+        return [TimedWord(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                for seg in segments for w in (seg.words or ()) if w.word.strip()]
+
+    def _segments(self, samples: np.ndarray, sample_rate: int, *, word_timestamps: bool = False) -> list:
         self.load()
         mono = audio.resample(audio.to_mono(samples), sample_rate, WHISPER_RATE)
+        # No VAD filter: it would drop silences and shift every timestamp after them.
         segments, _info = self._model.transcribe(
             np.ascontiguousarray(mono, dtype=np.float32), language=self.language,
-            beam_size=self.beam_size, condition_on_previous_text=False, vad_filter=False)
-        return " ".join(seg.text.strip() for seg in segments).strip()
+            beam_size=self.beam_size, condition_on_previous_text=False, vad_filter=False,
+            word_timestamps=word_timestamps)
+        return list(segments)

@@ -9,6 +9,9 @@ rules. Its transcript is the script's text for the words the alignment maps, Whi
     voice = voice_from_take(take, 44100, block.turns, "Mara", transcriber=WhisperTranscriber())
     save_to_library(library, voice, "Mara")      # optional: also a library voice
 
+    # or, on a project: cut from block 3's chosen take, lock that block on it, cast Mara with it
+    cast_voice_from_take(project, 3, "Mara", library=library)
+
 Needs the ``stt`` extra (faster-whisper) for the word timestamps.
 """
 
@@ -18,6 +21,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +29,9 @@ from engine import audio, stt, voices
 from engine.errors import InvalidParameterError, InvalidVoiceSampleError
 from engine.stt import TimedWord, WordTranscriber
 from engine.voice_prompt import check_clip
+
+if TYPE_CHECKING:
+    from engine.episode.project import EpisodeProject
 
 MIN_SECONDS, MAX_SECONDS = voices.RECOMMENDED_SECONDS
 PREFERRED_SECONDS = (6.0, 8.0)
@@ -35,17 +42,22 @@ QUIET_BELOW_PEAK_DB = 40.0
 EDGE_MARGIN_SECONDS = 0.15
 """At most this much silence is kept before the first word and after the last."""
 EDGE_SLACK_SECONDS = 0.05
-"""Whisper's word edges may be this far off inside the word: the quiet point is searched past them."""
+"""Whisper's word edges may be this far off inside a word: the quiet point between two words of the
+character is searched this far past them (never into another character's word)."""
 EDGE_SEARCH_SECONDS = 0.3
 """With no neighbouring word, how far outside the word to look for a quiet point."""
 FADE_SECONDS = 0.01
 UNANCHORED_EDGE_FACTOR = 0.8
 """A span whose first or last word is not the script's word scores this much less (its edges and
 transcript are less certain)."""
+MID_SENTENCE_EDGE_FACTOR = 0.9
+"""A span that starts or ends mid-sentence scores this much less per such edge: a prompt of whole
+sentences reads naturally before the next block's text."""
 MAX_CLIP_TRIES = 20
 
 _TOKEN = re.compile(r"\([^)]*\)|\S+")  # a (cue) as one token, else whitespace-separated words
 _NOT_WORD = re.compile(r"[^\w']|_")
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]”’]*$")
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ class TakeVoice:
     end: float
     """Where the cut lies in the take, in seconds."""
     score: float
-    """0–1: alignment confidence × recogniser confidence × length fit × share of sound."""
+    """0–1: alignment and recogniser confidence × length fit × share of sound × whole sentences."""
 
     @property
     def duration(self) -> float:
@@ -127,7 +139,7 @@ def align_words(heard: Sequence[TimedWord], turns: Sequence[tuple[str, str]]) ->
 
 def _frame_levels(mono: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     """dB level of each 10 ms frame, and the frame length in samples."""
-    frame = max(1, int(round(sr * FRAME_SECONDS)))
+    frame = max(1, round(sr * FRAME_SECONDS))
     n = -(-mono.shape[0] // frame)
     padded = np.zeros(n * frame, dtype=np.float64)
     padded[:mono.shape[0]] = mono
@@ -150,7 +162,12 @@ class _Take:
         return cls(mono, sr, levels, frame, levels < levels.max() - QUIET_BELOW_PEAK_DB)
 
     def index(self, seconds: float) -> int:
-        return int(np.clip(round(seconds / FRAME_SECONDS), 0, len(self.levels) - 1))
+        """The frame holding the instant ``seconds``."""
+        return int(np.clip(np.floor(seconds * self.sr / self.frame), 0, len(self.levels) - 1))
+
+    def index_after(self, seconds: float) -> int:
+        """The first frame that starts at or after ``seconds``."""
+        return int(np.clip(np.ceil(seconds * self.sr / self.frame), 0, len(self.levels) - 1))
 
     def seconds(self, frame_index: int) -> float:
         return frame_index * self.frame / self.sr
@@ -160,30 +177,40 @@ class _Take:
         return float(self.quiet[a:b + 1].mean())
 
 
-def _start_cut(take: _Take, words: Sequence[AlignedWord], k: int) -> float:
-    """Where a span starting at word ``k`` begins: the quietest point before it, plus some silence."""
+def _start_cut(take: _Take, words: Sequence[AlignedWord], k: int, after_own: bool) -> float:
+    """Where a span starting at word ``k`` begins: in the silence just before it, with some of it kept.
+
+    ``after_own``: the word before is the same character's, so the boundary may lie a little inside it.
+    """
     first = words[k].heard
-    lo = words[k - 1].heard.end - EDGE_SLACK_SECONDS if k else first.start - EDGE_SEARCH_SECONDS
+    if k:
+        lo = words[k - 1].heard.end - (EDGE_SLACK_SECONDS if after_own else 0.0)
+    else:
+        lo = first.start - EDGE_SEARCH_SECONDS
     lo, hi = take.index(min(lo, first.start)), take.index(first.start + EDGE_SLACK_SECONDS)
-    window = take.levels[lo:hi + 1]
-    q = hi - int(np.argmin(window[::-1]))  # the quietest frame, the latest of equals
-    # Keep some of the silence before the word, but never reach into the word before it.
-    floor = max(take.index(words[k - 1].heard.end) if k else 0, q - round(EDGE_MARGIN_SECONDS / FRAME_SECONDS))
-    while q > floor and take.quiet[q] and take.quiet[q - 1]:
+    quiet = np.flatnonzero(take.quiet[lo:hi + 1])
+    # The silence nearest the word (Whisper's edges are approximate), else the quietest frame.
+    q = lo + (int(quiet[-1]) if quiet.size else int(np.argmin(take.levels[lo:hi + 1])))
+    floor = take.index_after(words[k - 1].heard.end) if k else 0  # never reach into the word before
+    floor = max(floor, q - round(EDGE_MARGIN_SECONDS / FRAME_SECONDS))
+    while q > floor and take.quiet[q - 1]:
         q -= 1
     return take.seconds(q)
 
 
-def _end_cut(take: _Take, words: Sequence[AlignedWord], k: int) -> float:
-    """Where a span ending at word ``k`` ends: the quietest point after it, plus some silence."""
+def _end_cut(take: _Take, words: Sequence[AlignedWord], k: int, before_own: bool) -> float:
+    """Where a span ending at word ``k`` ends: in the silence just after it, with some of it kept."""
     last = words[k].heard
-    hi = words[k + 1].heard.start + EDGE_SLACK_SECONDS if k + 1 < len(words) else last.end + EDGE_SEARCH_SECONDS
+    if k + 1 < len(words):
+        hi = words[k + 1].heard.start + (EDGE_SLACK_SECONDS if before_own else 0.0)
+    else:
+        hi = last.end + EDGE_SEARCH_SECONDS
     lo, hi = take.index(last.end - EDGE_SLACK_SECONDS), take.index(max(hi, last.end))
-    q = lo + int(np.argmin(take.levels[lo:hi + 1]))  # the quietest frame, the earliest of equals
-    # Keep some of the silence after the word, but never reach into the word after it.
-    following = take.index(words[k + 1].heard.start) - 1 if k + 1 < len(words) else len(take.levels) - 1
-    ceiling = min(following, q + round(EDGE_MARGIN_SECONDS / FRAME_SECONDS))
-    while q < ceiling and take.quiet[q] and take.quiet[q + 1]:
+    quiet = np.flatnonzero(take.quiet[lo:hi + 1])
+    q = lo + (int(quiet[0]) if quiet.size else int(np.argmin(take.levels[lo:hi + 1])))
+    ceiling = take.index(words[k + 1].heard.start) - 1 if k + 1 < len(words) else len(take.levels) - 1
+    ceiling = min(ceiling, q + round(EDGE_MARGIN_SECONDS / FRAME_SECONDS))
+    while q < ceiling and take.quiet[q + 1]:
         q += 1
     return min(take.seconds(q + 1), audio.duration_of(take.mono, take.sr))
 
@@ -222,23 +249,36 @@ class _Span:
     score: float
 
 
-def _spans(take: _Take, words: Sequence[AlignedWord], runs: list[list[int]]) -> list[_Span]:
+def _ends_sentence(words: Sequence[AlignedWord], k: int, script: Sequence[ScriptWord]) -> bool:
+    """Word ``k`` ends a sentence or its turn (by the script where it maps there, else by Whisper)."""
+    i = words[k].script_index
+    if i is None:
+        return bool(_SENTENCE_END.search(words[k].heard.text)) or k + 1 == len(words)
+    return bool(_SENTENCE_END.search(script[i].text)) or i + 1 == len(script) or script[i + 1].turn != script[i].turn
+
+
+def _spans(take: _Take, words: Sequence[AlignedWord], runs: list[list[int]],
+           script: Sequence[ScriptWord]) -> list[_Span]:
     """Every span of whole words inside a run whose cut is 3–10 s, best first."""
     spans = []
     for run in runs:
-        starts = {k: _start_cut(take, words, k) for k in run}
-        ends = {k: _end_cut(take, words, k) for k in run}
+        starts = {k: _start_cut(take, words, k, after_own=k != run[0]) for k in run}
+        ends = {k: _end_cut(take, words, k, before_own=k != run[-1]) for k in run}
+        whole = {k: _ends_sentence(words, k, script) for k in run}
         for a_pos, a in enumerate(run):
             for b in run[a_pos:]:
                 seconds = ends[b] - starts[a]
                 if seconds > MAX_SECONDS:
                     break
                 if seconds >= MIN_SECONDS:
-                    spans.append(_Span(a, b, starts[a], ends[b], _score(take, words[a:b + 1], seconds)))
+                    edges = (a == run[0] or whole[a - 1]) + whole[b]
+                    score = _score(take, words[a:b + 1], seconds) * MID_SENTENCE_EDGE_FACTOR ** (2 - edges)
+                    spans.append(_Span(a, b, starts[a], ends[b], score))
     return sorted(spans, key=lambda s: (-s.score, s.start))
 
 
 def _score(take: _Take, span: Sequence[AlignedWord], seconds: float) -> float:
+    """Alignment and recogniser confidence, length fit and share of sound, each 0–1, multiplied."""
     matched = sum(w.script_index is not None for w in span) / len(span)
     confidence = float(np.mean([w.heard.probability for w in span]))
     anchored = span[0].script_index is not None and span[-1].script_index is not None
@@ -306,7 +346,8 @@ def voice_from_take(samples: np.ndarray, sample_rate: int, turns: Sequence[tuple
     _check_request(samples, sample_rate, turns, character)
     if transcriber is None or isinstance(transcriber, stt.WhisperTranscriber):
         stt.require_stt("Making a voice from a take")
-    transcriber = transcriber or stt.WhisperTranscriber()
+    if transcriber is None:
+        transcriber = stt.WhisperTranscriber()
     mono = audio.to_mono(samples)
     sr = int(sample_rate)
     words = align_words(transcriber.transcribe_words(mono, sr), turns)
@@ -314,9 +355,12 @@ def voice_from_take(samples: np.ndarray, sample_rate: int, turns: Sequence[tuple
     runs = _runs(words, turns, character)
     script = script_words(turns)
     label = f"{character}'s cut from the take"
-    for span in _spans(take, words, runs)[:MAX_CLIP_TRIES]:
+    for span in _spans(take, words, runs, script)[:MAX_CLIP_TRIES]:
         cut = _faded(mono[int(span.start * sr):int(np.ceil(span.end * sr))], sr)
-        clip = voices.prepare_clip(audio.DecodedAudio(cut[:, None], sr, "take", "float"), label)
+        try:
+            clip = voices.prepare_clip(audio.DecodedAudio(cut[:, None], sr, "take", "float"), label)
+        except InvalidVoiceSampleError:  # e.g. words Whisper heard in silence: try the next span
+            continue
         if MIN_SECONDS <= clip.duration <= MAX_SECONDS:
             return TakeVoice(character, clip.samples, voices.SAMPLE_RATE,
                              _transcript(words[span.first:span.last + 1], script),
@@ -329,3 +373,31 @@ def save_to_library(library: voices.VoiceLibrary, take_voice: TakeVoice, name: s
     return library.add(take_voice.samples, speaker_name=name, transcript=take_voice.transcript,
                        sample_rate=take_voice.sample_rate,
                        original_filename=f"{voices.clean_speaker_name(name)} (from a take).flac")
+
+
+def cast_voice_from_take(project: EpisodeProject, block_index: int, character: str, *, take_id: int | None = None,
+                         transcriber: WordTranscriber | None = None, library: voices.VoiceLibrary | None = None,
+                         library_name: str | None = None, lock: bool = True) -> TakeVoice:
+    """Give ``character`` a project voice cut from a take of block ``block_index`` (its chosen take by default).
+
+    The voice is copied into the project (source ``take``), so every block of the character is
+    conditioned on it from now on; with ``library`` it is also kept there as ``library_name`` (default:
+    the character). ``lock`` chooses and locks the block on that take, so the take the voice came
+    from is kept while the blocks around it re-render with the new voice.
+    """
+    from engine.episode.project import SAMPLE_RATE, VoiceInput
+
+    block = project.block(block_index)
+    take_id = block.chosen if take_id is None else take_id
+    if take_id is None:
+        raise InvalidParameterError(f"block {block_index} has no take yet: render it and choose the take to cut from")
+    if take_id not in {t.id for t in block.takes}:
+        raise InvalidParameterError(f"take {take_id} is not a take of block {block_index}")
+    voice = voice_from_take(project.take_audio(take_id), SAMPLE_RATE, block.turns, character, transcriber=transcriber)
+    uid = save_to_library(library, voice, library_name or character).uid if library is not None else None
+    if lock:
+        project.choose(block_index, take_id)
+        project.lock(block_index)
+    project.update(cast={character: VoiceInput(library_name or character, voice.samples, voice.transcript,
+                                               source="take", library_uid=uid)})
+    return voice
