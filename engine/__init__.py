@@ -32,11 +32,13 @@ _EXPORTS = {
     "engine.params": ["GenerationParams", "PARAM_SPECS", "ParamSpec", "PRESETS", "PRESET_NOTES", "resolve_seed",
                       "SEED_RANDOM"],
     "engine.script": ["check_script", "parse_script", "estimate_budget", "text_token_count", "Script",
-                      "ScriptIssue", "Turn", "Cue", "Budget", "KNOWN_CUES", "SPEAKER_TAGS", "MAX_TEXT_TOKENS"],
+                      "ScriptIssue", "Turn", "Cue", "Budget", "KNOWN_CUES", "SPEAKER_TAGS", "MAX_TEXT_TOKENS",
+                      "decode_script", "check_characters", "MAX_SCRIPT_BYTES",
+                      "FRAMES_PER_SECOND", "DECODER_OVERHEAD_FRAMES"],
     # rendering
     "engine.pipeline": ["DiaEngine"],
     "engine.requests": ["EngineOptions", "LoadProgress", "RenderRequest", "RenderProgress", "RenderResult",
-                        "AudioChunk", "QUANTIZE_MODES"],
+                        "AudioChunk", "QUANTIZE_MODES", "prepare_text"],
     "engine.voice_prompt": ["VoicePrompt", "PromptPart", "combine_parts"],
     "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot",
                          "download_repo", "DOWNLOAD_BYTES", "hub_cache_dir"],
@@ -57,7 +59,8 @@ _EXPORTS = {
     "engine.history": ["RenderHistory", "HistoryEntry", "CastMember", "make_title"],
     # long-form episodes
     "engine.episode": ["EpisodeProject", "parse_episode", "check_episode", "split_episode", "render_episode",
-                       "regenerate_block", "export_project", "ProjectCorruptError"],
+                       "regenerate_block", "export_project", "ProjectCorruptError", "VoiceInput", "VoiceCost",
+                       "SplitSettings", "EpisodeProgress", "MasterSettings", "master_episode"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -66,7 +66,8 @@ class DiaEngine:
         device = pick_device(options.device)
         dtype = pick_dtype(options.dtype, device)
         if options.quantize not in QUANTIZE_MODES:
-            raise InvalidParameterError(f"quantize must be one of int8, int8-dynamic or empty (got {options.quantize!r})")
+            modes = ", ".join(m for m in QUANTIZE_MODES if m)
+            raise InvalidParameterError(f"quantize must be one of {modes} or empty (got {options.quantize!r})")
         model_path = resolve_model(options.model, default_repo=DIA_REPO, offline=options.offline,
                                    progress=downloading, should_stop=should_stop)
         codec_path = resolve_model(options.codec, default_repo=DAC_REPO, offline=options.offline,

@@ -9,6 +9,11 @@ Script rules (the hosted API's, ``shared/seeds/000``, plus Dia's README guidelin
   ``[S]``, ``[Speaker 1]`` ...). Empty or whitespace-only input is ``missing_input``.
 * Dia encodes text as UTF-8 bytes into 1024 positions, ``[S1]``/``[S2]`` one position each;
   more is ``request_too_large`` (Dia would silently cut the end off).
+* A ``(`` with no ``)`` before the next ``(`` or the end of its line is an unclosed cue
+  (``invalid_script``): where the cue ends would be a guess. Control characters (bytes 0-2 are Dia's padding and speaker tokens)
+  and unpaired surrogates are not text and are ``invalid_script`` too.
+* Script files are bytes: ``decode_script`` reads UTF-8 (with or without a byte-order mark) and
+  UTF-16 by its byte-order mark; anything else is ``invalid_script`` at the first bad byte.
 * Warnings, which never block a render: unknown ``( … )`` cues (Dia knows 21; others may be read
   aloud), cues in square brackets, empty turns, and the same speaker twice in a row (the README
   says to alternate). A final empty tag of the other speaker is *not* warned about: the README
@@ -33,6 +38,7 @@ from engine.errors import (
     MissingInputError,
     RequestTooLargeError,
 )
+from engine.model.tokenizer import PAD_ID
 
 KNOWN_CUES: tuple[str, ...] = (
     "(laughs)", "(clears throat)", "(sighs)", "(gasps)", "(coughs)", "(singing)", "(sings)",
@@ -43,6 +49,10 @@ SPEAKER_TAGS: tuple[str, ...] = ("[S1]", "[S2]")
 
 MAX_TEXT_TOKENS = 1024
 """Dia's text encoder length: UTF-8 bytes, with ``[S1]``/``[S2]`` one token each."""
+
+MAX_SCRIPT_BYTES = 1 << 20
+"""The largest script file ``decode_script`` accepts: a thousand times what one render reads, so
+a real script is never refused for its size while a stray binary or endless stream is."""
 
 FRAMES_PER_SECOND = 44100 / 512
 """DAC codec frames per second of audio (44.1 kHz, hop 512): about 86.13."""
@@ -156,10 +166,12 @@ class Budget:
 
 
 _CUE_PATTERN = r"\([^()\[\]\r\n]*\)"
-# One pass finds bracketed tags and cues. Tags cannot contain parentheses and cues cannot contain
-# square brackets, so neither can swallow the other; both stop at line ends. Linear time: a failed
-# tag scans at most 24 characters, a failed cue stops at the next bracket or line end.
-_SCAN_RE = re.compile(r"\[[^\[\]()\r\n]{0,24}\]|" + _CUE_PATTERN)
+# One pass finds bracketed tags, cues and unclosed cues (a "(", or a run of them, with no ")"
+# before the next "(" or the line end; "( [S2] hi )" is closed). Tags cannot contain parentheses
+# and cues cannot contain square brackets, so neither can swallow the other; all stop at line
+# ends. Linear time: every scan starts at a bracket and stops at the next bracket or line end, so
+# no character is read more than a few times, however long a bracketed run is.
+_SCAN_RE = re.compile(r"\[[^\[\]()\r\n]*\]|" + _CUE_PATTERN + r"|\(+(?![^()\r\n]*\))[^()\[\]\r\n]*")
 _CUE_RE = re.compile(_CUE_PATTERN)
 _SPEAKERISH_RE = re.compile(r"\s*(?:speaker|spk|s)\s*[-_#.]?\s*(\d*)\s*", re.IGNORECASE)
 _SPEAKER_TAG_RE = re.compile(r"\[S[12]\]")
@@ -167,6 +179,21 @@ _TURN_SPLIT_RE = re.compile(r"\[(S[12])\]")
 _NOT_SPOKEN_RE = re.compile(r"\[S[12]\]|" + _CUE_PATTERN)
 _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 _LEADING_BLANK_RE = re.compile(r"[\s\ufeff]*")  # a byte-order mark counts as blank
+# Not text: C0 controls other than tab, line feed, vertical tab, form feed and carriage return
+# (0, 1 and 2 are Dia's padding and speaker tokens), DEL, C1 controls, and unpaired surrogates
+# (which cannot be encoded as UTF-8 at all).
+_NOT_TEXT_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]+|[\ud800-\udfff]+")
+_SHOWN_CHARS = 40
+"""Longest piece of the script quoted in a message; longer ones are cut with an ellipsis."""
+
+MAX_ISSUES_PER_KIND = 1000
+"""At most this many issues of one kind are listed, the first ones in the script: enough for any
+editor, and a megabyte of ``(`` cannot make millions of them. The first error is always listed."""
+
+
+def _shown(token: str) -> str:
+    """``token`` for a message: cut to ``_SHOWN_CHARS`` characters."""
+    return token if len(token) <= _SHOWN_CHARS else token[:_SHOWN_CHARS - 1] + "…"
 
 
 def _cue_stem(word: str) -> str:
@@ -198,45 +225,79 @@ def text_token_count(text: str) -> int:
 
 def _speaker_tag_problem(tag: str) -> str:
     """Why a bracketed ``tag`` other than ``[S1]``/``[S2]`` is a bad speaker tag; "" if it is no speaker tag."""
-    match = _SPEAKERISH_RE.fullmatch(tag[1:-1])
+    # Whitespace runs collapsed first: the pattern's adjacent \s* would backtrack quadratically on a
+    # long run of spaces, and a tag has no length limit.
+    match = _SPEAKERISH_RE.fullmatch(" ".join(tag[1:-1].split()) or " ")
     if match is None:
         return ""
-    digits = match.group(1)
-    if not digits:
-        return f"speaker tag {tag} has no number: use [S1] or [S2]"
-    number = int(digits)
+    shown = _shown(tag)
+    if not match.group(1):
+        return f"speaker tag {shown} has no number: use [S1] or [S2]"
+    # int() of thousands of digits is slow, and refused past 4300 of them: any long number is >= 3.
+    digits = match.group(1).lstrip("0") or "0"
+    number = int(digits) if len(digits) < 3 else 3
     if number >= 3:
-        return f"{tag}: Dia supports only two speakers, [S1] and [S2]"
+        return f"{shown}: Dia supports only two speakers, [S1] and [S2]"
     if number == 0:
-        return f"{tag} is not a speaker: use [S1] or [S2]"
-    return f"malformed speaker tag {tag}: write [S{number}]"
+        return f"{shown} is not a speaker: use [S1] or [S2]"
+    return f"malformed speaker tag {shown}: write [S{number}]"
+
+
+def _not_text_message(run: str) -> str:
+    """Why a run of control characters or unpaired surrogates is refused."""
+    code = ord(run[0])
+    if 0xD800 <= code <= 0xDFFF:
+        return (f"unpaired surrogate U+{code:04X}: it is not a character and cannot be encoded as "
+                "UTF-8; remove it or re-type the text around it")
+    tokens = f" (byte {code} is Dia's {'padding' if code == PAD_ID else 'speaker'} token)" if code <= 2 else ""
+    return f"control character U+{code:04X}{tokens}: it is not text (a binary file?); remove it"
+
+
+def check_characters(text: str) -> list[ScriptIssue]:
+    """Only the character check of ``check_script``: runs of control characters and unpaired
+    surrogates, as ``invalid_script`` errors. For text Dia reads besides the script (transcripts)."""
+    lines = _Lines(text)
+    return [ScriptIssue(ERROR, "invalid_script", _not_text_message(m.group()), *lines.at(m.start()), *m.span())
+            for m in _NOT_TEXT_RE.finditer(text)]
 
 
 class _Analysis:
     """Everything found in one pass over a script. With ``collect`` False (the editor's
     per-keystroke check) only issues are built, no ``Turn``/``Cue`` objects."""
 
-    def __init__(self, text: str, prefix_tokens: int, max_text_tokens: int, collect: bool) -> None:
-        self.text = text
+    def __init__(self, text: object, prefix_tokens: int, max_text_tokens: int, collect: bool) -> None:
+        self.text = text if isinstance(text, str) else ""
         self.collect = collect
-        self.lines = _Lines(text)
+        self.lines = _Lines(self.text)
         self.issues: list[ScriptIssue] = []
+        self.counts: dict[str, int] = {}
         self.turns: list[Turn] = []
         self.cues: list[Cue] = []
         self.model_text = ""
         self.monologue = False
+        if text is not None and not isinstance(text, str):
+            hint = ": decode a file's bytes with decode_script" if isinstance(text, (bytes, bytearray)) else ""
+            self._add(ERROR, "invalid_script", f"the script must be text, not {type(text).__name__}{hint}", 0, 0)
+            return
+        text = self.text
 
         content_start = _LEADING_BLANK_RE.match(text).end()
         content_end = len(text.rstrip())
         if content_start >= content_end:
             self._add(ERROR, "missing_input", "the script is empty", 0, 0)
             return
+        for match in _NOT_TEXT_RE.finditer(text):
+            self._add(ERROR, "invalid_script", _not_text_message(match.group()), *match.span(), kind="not_text")
 
         # (start, end, speaker or None); speaker-ish malformed tags still delimit turns.
         tags: list[tuple[int, int, str | None]] = []
         for match in _SCAN_RE.finditer(text):
             token = match.group()
-            if token[0] == "(":
+            if token[0] == "(" and token[-1] != ")":
+                self._add(ERROR, "invalid_script",
+                          f"unclosed cue {_shown(token.rstrip())}: end it with ')' on the same line, "
+                          "or remove the '('", *match.span(), kind="unclosed_cue")
+            elif token[0] == "(":
                 if collect or token not in _KNOWN_CUE_SET:
                     self._add_cue(token, *match.span())
             elif token in SPEAKER_TAGS:
@@ -257,7 +318,14 @@ class _Analysis:
         self._check_size(content_start, content_end, prefix_tokens, max_text_tokens)
         self.issues.sort(key=lambda issue: (issue.start, issue.severity != ERROR))
 
-    def _add(self, severity: str, code: str, message: str, start: int, end: int) -> None:
+    def _add(self, severity: str, code: str, message: str, start: int, end: int, kind: str = "") -> None:
+        """Record an issue, unless ``MAX_ISSUES_PER_KIND`` of its ``kind`` (default: its code) are
+        listed already. Each kind is found in document order, so its first ones are kept."""
+        kind = kind or code
+        count = self.counts.get(kind, 0)
+        if count >= MAX_ISSUES_PER_KIND:
+            return
+        self.counts[kind] = count + 1
         self.issues.append(ScriptIssue(severity, code, message, *self.lines.at(start), start, end))
 
     def _add_cue(self, cue: str, start: int, end: int) -> None:
@@ -267,7 +335,7 @@ class _Analysis:
         if not known:
             suggestion = _CUE_BY_STEM.get(_cue_stem(cue[1:-1]))
             hint = f"did you mean {suggestion}?" if suggestion else "Dia may read it aloud"
-            self._add(WARNING, "unknown_cue", f"unknown cue {cue}: {hint}", start, end)
+            self._add(WARNING, "unknown_cue", f"unknown cue {_shown(cue)}: {hint}", start, end)
 
     def _other_bracket(self, token: str, tags: list[tuple[int, int, str | None]], start: int,
                        end: int) -> None:
@@ -276,7 +344,7 @@ class _Analysis:
         problem = _speaker_tag_problem(token)
         if problem:
             tags.append((start, end, None))
-            self._add(ERROR, "invalid_script", problem, start, end)
+            self._add(ERROR, "invalid_script", problem, start, end, kind="bad_tag")
         elif _cue_stem(token[1:-1]) in _CUE_BY_STEM:
             self._add(WARNING, "cue_in_brackets",
                       f"Dia reads cues in round brackets: write {_CUE_BY_STEM[_cue_stem(token[1:-1])]}",
@@ -395,6 +463,42 @@ def parse_script(text: str, *, prefix_tokens: int = 0,
         cues=tuple(analysis.cues),
         warnings=tuple(analysis.issues),
     )
+
+
+# Checked in this order: a UTF-32 mark starts with the UTF-16 little-endian one.
+_UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+_BOMS = ((b"\xef\xbb\xbf", "utf-8", "UTF-8"), (b"\xff\xfe", "utf-16-le", "UTF-16"),
+         (b"\xfe\xff", "utf-16-be", "UTF-16"))
+
+
+def decode_script(data: bytes) -> str:
+    """The text of a script file's bytes: UTF-8 with or without a byte-order mark, or UTF-16 by its
+    byte-order mark (the mark is dropped).
+
+    Anything else raises ``InvalidScriptError`` with the line and column of the first byte that is
+    not valid (its byte offset is in the message); more than ``MAX_SCRIPT_BYTES`` raises
+    ``RequestTooLargeError``.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidScriptError(f"a script file's content must be bytes, not {type(data).__name__}")
+    if memoryview(data).nbytes > MAX_SCRIPT_BYTES:
+        raise RequestTooLargeError(
+            f"the script file is over {MAX_SCRIPT_BYTES // (1 << 20)} MB: Dia reads at most "
+            f"{MAX_TEXT_TOKENS} text tokens (about {MAX_TEXT_TOKENS // 1024} KB) per render; is it the right file?")
+    data = bytes(data)
+    if data.startswith(_UTF32_BOMS):
+        raise InvalidScriptError("the script file is UTF-32 text: save it as UTF-8", line=1, column=1)
+    bom, encoding, name = next(((b, e, n) for b, e, n in _BOMS if data.startswith(b)), (b"", "utf-8", "UTF-8"))
+    body = data[len(bom):]
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        before = body[:exc.start].decode(encoding, "replace")
+        line, column = _Lines(before).at(len(before))
+        bad = " ".join(f"0x{byte:02X}" for byte in body[exc.start:min(exc.end, exc.start + 4)])
+        raise InvalidScriptError(
+            f"the script file is not valid {name} text: {bad} at byte {len(bom) + exc.start} cannot be "
+            "decoded; save it as UTF-8 (or UTF-16 with a byte-order mark)", line=line, column=column) from None
 
 
 def estimate_budget(script_or_text: Script | str, *, prompt_seconds: float = 0.0,

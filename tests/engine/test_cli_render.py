@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,111 @@ def test_render_with_voice_files(models, tmp_path):
     proc = run_cli("render", "-", "-o", str(tmp_path / "bad.wav"), "--s1-voice", str(tmp_path / "nope.wav"),
                    "--s1-transcript", "x", *common, stdin="[S1] Hi.")
     assert proc.returncode == 2 and "error [audio_decode_failed]" in proc.stderr
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+# Runs dia-studio and stops at one moment of a render, where the test sends SIGINT as Ctrl-C does.
+HARNESS = r"""
+import os, signal, sys, time
+
+moment, argv = sys.argv[1], sys.argv[2:]
+
+
+def pause():
+    print("@" + moment, file=sys.stderr, flush=True)
+    signal.pause()  # the SIGINT's KeyboardInterrupt is raised here
+
+
+import engine.pipeline as pipeline
+
+if moment == "load":
+    load_dia = pipeline.load_dia
+    pipeline.load_dia = lambda *a, **k: (pause(), load_dia(*a, **k))[1]
+elif moment == "render":
+    generate_codes = pipeline.generate_codes
+
+    def generating(*a, on_progress=None, **k):
+        def progress(p):
+            pause()
+        return generate_codes(*a, on_progress=progress, **k)
+    pipeline.generate_codes = generating
+elif moment in ("write", "written"):
+    replace = os.replace
+
+    def replacing(src, dst, *a, **k):  # the last step of an atomic write
+        if moment == "write" and str(dst).endswith("out.wav"):
+            pause()
+        replace(src, dst, *a, **k)
+        if moment == "written" and str(dst).endswith("out.wav"):
+            pause()
+    os.replace = replacing
+elif moment == "exit":
+    import atexit
+
+    def library_cleanup():  # stands for a library's atexit work, registered before the render
+        print("@exit", file=sys.stderr, flush=True)
+        for _ in range(50):
+            time.sleep(0.02)
+    atexit.register(library_cleanup)
+
+from app.launcher import main
+
+sys.exit(main(argv))
+"""
+
+
+def interrupt_render_at(moment: str, models: Path, tmp_path: Path) -> tuple[int, str, Path]:
+    """Run a render, send SIGINT when it reaches ``moment``; returns (exit status, stderr, output path)."""
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    script = tmp_path / "script.txt"
+    script.write_text("[S1] Good morning. [S2] Morning!\n", encoding="utf-8")
+    out = tmp_path / "out.wav"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(harness), moment, "render", str(script), "-o", str(out),
+                             "--model", str(models / "dia"), "--codec", str(models / "dac"), "--seed", "5",
+                             "--max-new-tokens", "256", "--dtype", "float32"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # until the harness says it is at the moment (or the process ends)
+        seen.append(line)
+        if line.strip() == "@" + moment:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=600)
+    stderr = "".join(seen) + rest
+    assert "@" + moment in stderr, stderr
+    return proc.returncode, stderr, out
+
+
+def no_parts_left(folder: Path) -> bool:
+    return not [p.name for p in folder.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="POSIX signals")
+@pytest.mark.parametrize("moment", ["load", "render", "write"])
+def test_ctrl_c_during_a_render_cancels_cleanly(models, tmp_path, moment):
+    code, stderr, out = interrupt_render_at(moment, models, tmp_path)
+    assert code == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "Cancelled."
+    assert stderr.count("Cancelled.") == 1 and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert not out.exists() and no_parts_left(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="POSIX signals")
+def test_ctrl_c_just_as_the_file_is_finished_leaves_the_whole_file(models, tmp_path):
+    code, stderr, out = interrupt_render_at("written", models, tmp_path)
+    assert code == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "Cancelled."
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    audio, rate = sf.read(out, dtype="float32")  # complete: the rename is the last step of the write
+    assert rate == 44100 and len(audio) > 0 and no_parts_left(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="POSIX signals")
+def test_ctrl_c_while_the_process_exits_is_ignored(models, tmp_path):
+    code, stderr, out = interrupt_render_at("exit", models, tmp_path)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr and "KeyboardInterrupt" not in stderr
+    assert sf.info(out).frames > 0

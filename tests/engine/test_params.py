@@ -124,6 +124,24 @@ def test_from_dict_rejects_unknown_keys_and_bad_values():
         GenerationParams.from_dict({"top_p": 0})
 
 
+@pytest.mark.parametrize("data", [{1: 2.0}, {("top_p",): 0.5}, {"top_p": 0.5, 7: 1}, {None: 1}])
+def test_from_dict_rejects_keys_that_are_not_strings(data):
+    with pytest.raises(InvalidParameterError, match="parameter names must be strings"):
+        GenerationParams.from_dict(data)
+
+
+@pytest.mark.parametrize("data", [None, [("top_p", 0.5)], "top_p=0.5", 3])
+def test_from_dict_rejects_what_is_not_a_mapping(data):
+    with pytest.raises(InvalidParameterError, match="must be a mapping"):
+        GenerationParams.from_dict(data)
+
+
+def test_a_huge_bad_value_gives_a_short_message():
+    with pytest.raises(InvalidParameterError) as caught:
+        GenerationParams(top_p="x" * 1_000_000)
+    assert "top_p must be a number" in str(caught.value) and len(str(caught.value)) < 200
+
+
 def test_replace_returns_a_validated_copy():
     params = GenerationParams()
     changed = params.replace(temperature=1.0, seed=7)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import CancelledError, InvalidScriptError, MissingTranscriptError, ModelNotFoundError
+from engine.errors import (
+    CancelledError,
+    InvalidParameterError,
+    InvalidScriptError,
+    MissingTranscriptError,
+    ModelNotFoundError,
+)
 from engine.params import GenerationParams
 from engine.pipeline import DiaEngine, EngineOptions, RenderRequest, VoicePrompt
 from tests.engine.dac_fixtures import write_transformers_dac
@@ -97,6 +103,18 @@ def test_script_errors_are_typed(engine):
     with pytest.raises(InvalidScriptError) as err:
         engine.render(RenderRequest("[S2] I cannot open.", PARAMS))
     assert err.value.code == "invalid_script" and err.value.line == 1
+
+
+@pytest.mark.parametrize("script", ["[S1] Hi\ud800 there.", "[S1] Hi\x01 there.", "[S1] Hi(laughs."])
+def test_text_dia_cannot_read_is_refused_before_generation(engine, script):
+    with pytest.raises(InvalidScriptError) as err:
+        engine.render(RenderRequest(script, PARAMS))
+    assert err.value.line == 1 and err.value.column == 8
+
+
+def test_render_takes_only_a_render_request(engine):
+    with pytest.raises(InvalidParameterError, match="RenderRequest"):
+        engine.render("[S1] Hello there.")
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

@@ -10,11 +10,15 @@ from engine.errors import InvalidScriptError, MissingInputError, RequestTooLarge
 from engine.script import (
     FRAMES_PER_SECOND,
     KNOWN_CUES,
+    MAX_ISSUES_PER_KIND,
+    MAX_SCRIPT_BYTES,
     MAX_TEXT_TOKENS,
     SPEAKER_TAGS,
     Script,
     ScriptIssue,
+    check_characters,
     check_script,
+    decode_script,
     estimate_budget,
     parse_script,
     text_token_count,
@@ -203,6 +207,153 @@ def test_errors_to_dict_carry_the_position():
         parse_script("[S1] a\n[S3] b")
     assert caught.value.to_dict()["type"] == "invalid_script"
     assert (caught.value.to_dict()["line"], caught.value.to_dict()["column"]) == (2, 1)
+
+
+def test_tag_like_text_of_any_length_is_checked():
+    tag = "[S" + "0" * 28 + "3]"  # 31 characters: past any fixed look-ahead
+    text = f"[S1] Hello {tag} there."
+    issue = only_issue(text)
+    assert (issue.code, issue.column) == ("invalid_script", 12)
+    assert text[issue.start:issue.end] == tag
+    assert "only two speakers" in issue.message and len(issue.message) < 120  # the tag is shortened
+    with pytest.raises(InvalidScriptError):
+        parse_script(text)
+
+
+@pytest.mark.parametrize("digits", ["0" * 29 + "1", "9" * 29, "1" * 5000])
+def test_speaker_tags_with_long_numbers_are_invalid(digits):
+    issue = only_issue(f"[S1] Hi. [S2] Fine [S{digits}] ok.", max_text_tokens=10**6)
+    assert issue.code == "invalid_script" and issue.column == 20
+    assert ("write [S1]" if digits.endswith("01") else "only two speakers") in issue.message
+
+
+def test_long_bracketed_text_is_still_text_and_cues_in_long_brackets_are_seen():
+    assert check_script("[S1] See [" + "a long editorial note, " * 10 + "]. [S2] Ok.") == []
+    issue = only_issue("[S1] Ha [   clears      throat   ] ok. [S2] Yes.")
+    assert issue.code == "cue_in_brackets" and "(clears throat)" in issue.message
+
+
+@pytest.mark.parametrize(("text", "line", "column", "span"), [
+    ("[S1] Hi (laughs. [S2] Ok.", 1, 9, "(laughs. "),
+    ("[S1] Hi.\n[S2] Well (sighs\n[S1] Ok.", 2, 11, "(sighs"),
+    ("[S1] Ends with (", 1, 16, "("),
+    ("[S1] Two ((laughs) here", 1, 10, "("),
+    ("[S1] A (cue [S2] across a tag.", 1, 8, "(cue "),
+])
+def test_unclosed_cue_is_invalid_with_its_position(text, line, column, span):
+    issue = only_issue(text)
+    assert (issue.severity, issue.code, issue.line, issue.column) == ("error", "invalid_script", line, column)
+    assert text[issue.start:issue.end] == span
+    assert "unclosed cue" in issue.message
+    with pytest.raises(InvalidScriptError) as caught:
+        parse_script(text)
+    assert (caught.value.line, caught.value.column) == (line, column)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x02", "\x07", "\x1b", "\x7f", "\x85"])
+def test_control_characters_are_invalid(char):
+    text = f"[S1] Hello{char}{char} there.\n[S2] Hi."
+    issue = only_issue(text)
+    assert (issue.code, issue.line, issue.column) == ("invalid_script", 1, 11)
+    assert text[issue.start:issue.end] == char * 2  # one issue per run
+    assert f"U+{ord(char):04X}" in issue.message
+    with pytest.raises(InvalidScriptError):
+        parse_script(text)
+
+
+def test_tabs_and_line_breaks_are_text():
+    assert check_script("[S1]\tHello\x0bthere.\x0c\r\n[S2] Hi.") == []
+
+
+@pytest.mark.parametrize("text", ["[S1] Hi \ud800 there.", "\udfff", "[S1] a\udc80\ud83d"])
+def test_a_lone_surrogate_is_refused_by_parse_script(text):
+    with pytest.raises(InvalidScriptError, match="surrogate"):
+        parse_script(text)
+    assert any(i.is_error and "surrogate" in i.message for i in check_script(text))
+
+
+def test_a_paired_surrogate_from_a_real_emoji_is_fine():
+    assert parse_script("[S1] Hi 😀 there.").model_text == "[S1] Hi 😀 there."
+
+
+def test_check_characters_checks_only_characters():
+    assert check_characters("[S3] (unclosed") == []
+    [issue] = check_characters("ok\n a\x01b")
+    assert (issue.line, issue.column, issue.start, issue.end) == (2, 3, 5, 6)
+
+
+@pytest.mark.parametrize("value", [b"[S1] Hi.", bytearray(b"[S1] Hi."), 42])
+def test_a_script_that_is_not_text_is_invalid(value):
+    with pytest.raises(InvalidScriptError, match="must be text"):
+        parse_script(value)
+    assert [i.code for i in check_script(value)] == ["invalid_script"]
+
+
+def test_issues_of_one_kind_are_capped_but_the_first_error_is_kept():
+    text = "[S1] " + "(x) " * (MAX_ISSUES_PER_KIND + 50) + "( " * (MAX_ISSUES_PER_KIND + 50) + "[S3]"
+    found = check_script(text, max_text_tokens=10**6)
+    assert [i.code for i in found].count("unknown_cue") == MAX_ISSUES_PER_KIND
+    assert sum("unclosed" in i.message for i in found) == MAX_ISSUES_PER_KIND
+    assert found[-1].message.startswith("[S3]")  # another kind: still listed
+    with pytest.raises(InvalidScriptError, match="unclosed cue") as caught:
+        parse_script(text, max_text_tokens=10**6)
+    assert caught.value.column == len("[S1] " + "(x) " * (MAX_ISSUES_PER_KIND + 50)) + 1
+
+
+# --- decoding script files ---------------------------------------------------------------------
+
+TEXT = "[S1] Ça va? 😀\n[S2] Très bien."
+
+
+@pytest.mark.parametrize("data", [
+    TEXT.encode("utf-8"),
+    b"\xef\xbb\xbf" + TEXT.encode("utf-8"),
+    TEXT.encode("utf-16"),  # with Python's byte-order mark
+    b"\xff\xfe" + TEXT.encode("utf-16-le"),
+    b"\xfe\xff" + TEXT.encode("utf-16-be"),
+])
+def test_decode_reads_utf8_with_or_without_bom_and_utf16_by_its_bom(data):
+    assert decode_script(data) == TEXT
+
+
+def test_decode_reports_latin1_at_the_first_bad_byte():
+    data = "[S1] Hello.\n[S2] Très bien.".encode("latin-1")
+    with pytest.raises(InvalidScriptError) as caught:
+        decode_script(data)
+    assert (caught.value.line, caught.value.column) == (2, 8)
+    assert "0xE8 at byte 19" in caught.value.message and "UTF-8" in caught.value.message
+
+
+def test_decode_counts_columns_in_characters_after_a_bom():
+    data = b"\xef\xbb\xbf[S1] \xc3\xa9t\xc3\xa9 \xff"
+    with pytest.raises(InvalidScriptError) as caught:
+        decode_script(data)
+    assert (caught.value.line, caught.value.column) == (1, 10)
+    assert "byte 14" in caught.value.message
+
+
+@pytest.mark.parametrize("data", [
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",       # binary
+    b"[S1] \xed\xa0\x80 surrogate in UTF-8",     # an encoded lone surrogate
+    b"\xff\xfe" + "[S1] hi".encode("utf-16-le") + b"\x00",  # odd length
+    b"\xff\xfe[\x00S\x00\x00\xd8",             # lone surrogate in UTF-16
+    b"\xff\xfe\x00\x00[\x00\x00\x00",          # UTF-32
+])
+def test_decode_refuses_what_is_not_utf8_or_utf16(data):
+    with pytest.raises(InvalidScriptError) as caught:
+        decode_script(data)
+    assert caught.value.line is not None and caught.value.column is not None
+
+
+def test_decoded_binary_that_happens_to_be_utf8_is_refused_by_parse():
+    with pytest.raises(InvalidScriptError, match="U\\+0000"):
+        parse_script(decode_script(b"\x00" * 64))
+
+
+def test_decode_refuses_a_script_file_over_the_size_limit():
+    with pytest.raises(RequestTooLargeError, match="MB"):
+        decode_script(b"a" * (MAX_SCRIPT_BYTES + 1))
+    assert len(decode_script(b"a" * MAX_SCRIPT_BYTES)) == MAX_SCRIPT_BYTES
 
 
 # --- warnings ----------------------------------------------------------------------------------
@@ -441,6 +592,11 @@ def test_check_script_handles_a_20kb_script():
 
 @pytest.mark.parametrize("text", [
     "(" * 20_000,
+    "( " * 20_000,
+    "[S1] (" + "x" * 20_000,
+    "[S1] [s" + " " * 20_000 + "1]",
+    "[S1] [S" + " " * 20_000 + "x]",
+    "[S1] [" + "a" * 20_000 + "]",
     "[" * 20_000,
     "[S" * 10_000,
     "(x[" * 7_000,
