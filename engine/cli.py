@@ -143,8 +143,8 @@ def _check_output(arg: str) -> Path:
 
 def _voice_from_args(args):
     """The voice prompt from --s1-voice/--s2-voice files or --s1/--s2 library voices (or None)."""
-    from engine.audio import decode_audio
     from engine.voice_prompt import PromptPart, combine_parts
+    from engine.voices import read_voice_audio
 
     files, library_refs = {}, {}
     for tag in ("S1", "S2"):
@@ -158,7 +158,7 @@ def _voice_from_args(args):
             library_refs[tag] = library
     parts = []
     for tag, file in files.items():
-        decoded = decode_audio(Path(file))
+        decoded = read_voice_audio(Path(file), f"--{tag.lower()}-voice {Path(file).name}")
         parts.append(PromptPart(tag, decoded.samples, decoded.sample_rate,
                                 getattr(args, f"{tag.lower()}_transcript") or "", f"--{tag.lower()}-voice {file}"))
     if library_refs:

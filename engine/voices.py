@@ -432,6 +432,18 @@ def read_voice_file(source: str | os.PathLike | bytes | bytearray, original_file
     return label, data
 
 
+def read_voice_audio(source: str | os.PathLike | bytes, original_filename: str | None = None
+                     ) -> audio.DecodedAudio:
+    """A voice file decoded as it is (no trimming), within the library's size and length bounds."""
+    label, data = read_voice_file(source, original_filename)
+    decoded = audio.decode_audio(data, name=label, max_seconds=MAX_INPUT_SECONDS)
+    if decoded.truncated:
+        raise InvalidVoiceSampleError(
+            f"'{label}' is longer than {MAX_INPUT_SECONDS:g} s; a voice prompt is a short clip "
+            f"({RECOMMENDED_SECONDS[0]:g}–{RECOMMENDED_SECONDS[1]:g} s clones best). Trim it first.")
+    return decoded
+
+
 def read_clip(source: str | os.PathLike | bytes, original_filename: str | None = None) -> PreparedClip:
     """A voice file read, decoded and prepared with the library's bounds, without storing it."""
     label, data = read_voice_file(source, original_filename)

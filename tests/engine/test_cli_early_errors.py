@@ -177,3 +177,13 @@ def test_a_bad_parameter_comes_before_the_model(tmp_path):
 def test_a_missing_voice_file_comes_before_the_model(tmp_path):
     refused(render(tmp_path, "-", "-o", str(tmp_path / "o.wav"), "--s1-voice", str(tmp_path / "me.wav"),
                    "--s1-transcript", "Hi."), "audio_decode_failed")
+
+
+def test_an_hour_long_voice_file_is_refused_without_decoding_it_all(tmp_path):
+    from tests.engine.test_audio_bounds import constant_flac
+
+    voice = tmp_path / "hour.flac"
+    voice.write_bytes(constant_flac(3600))
+    line = refused(render(tmp_path, "-", "-o", str(tmp_path / "o.wav"), "--s1-voice", str(voice),
+                          "--s1-transcript", "Hi."), "invalid_voice_sample")
+    assert "longer than" in line
