@@ -506,7 +506,12 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, fmt: s
         else:
             _write_pyav(tmp, arr, sr, fmt, metadata)
 
-    return atomic_write(path, write, private=private)
+    try:
+        return atomic_write(path, write, private=private)
+    except (OSError, RuntimeError) as exc:  # libsndfile's and FFmpeg's write errors are RuntimeErrors/OSErrors
+        from engine.storage import storage_fault
+
+        raise storage_fault(exc, f"write {path.name}", path.parent) from exc
 
 
 def _write_soundfile(tmp: Path, arr: np.ndarray, sr: int, fmt: str, metadata: dict[str, str],

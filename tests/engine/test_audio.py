@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from engine import audio
-from engine.errors import AudioDecodeFailedError, InvalidParameterError
+from engine.errors import AudioDecodeFailedError, InvalidParameterError, StorageError
 from tests.engine.test_audio_samples import FORMATS, speech  # noqa: F401  (fixture)
 
 SR = audio.TARGET_SAMPLE_RATE
@@ -263,7 +263,7 @@ def test_write_audio_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(audio, "_write_soundfile", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match="disk full"):
         audio.write_audio(target, tone(880, 0.5), SR)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["take.wav"]

@@ -109,3 +109,14 @@ def test_a_history_on_a_read_only_medium_lists_and_plays(medium):
         assert [e.id for e in history.list()] == [entry.id] and len(history.load_audio(entry.id)) == SR
         with pytest.raises(StorageError, match="read-only"):
             history.set_label(entry.id, "x")
+
+
+def test_an_export_to_a_full_disk_is_a_storage_error_and_leaves_nothing(small_disk):
+    from engine.audio import write_audio
+
+    fill_disk(small_disk)
+    for name in ("take.wav", "take.flac", "take.mp3"):
+        with pytest.raises(StorageError, match="full") as info:
+            write_audio(small_disk / name, np.full(SR * 5, 0.1, np.float32), SR)
+        assert info.value.code == "storage_error"
+    assert [p.name for p in small_disk.iterdir()] == ["ballast"]
