@@ -131,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from app import settings as opts
     from app.main_window import MainWindow
+    from app.services import create_services
     from app.settings import Settings
     from app.theme import apply_theme
 
     settings = Settings()
     apply_theme(app, settings.get(opts.THEME))
-    window = MainWindow(settings)
+    window = MainWindow(settings, create_services())  # the window stops and closes them on shutdown
     window.show()
     code = app.exec()
     window.shutdown()

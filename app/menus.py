@@ -1,14 +1,15 @@
-"""The main window's menus, actions and help texts."""
+"""The main window's menu bar (actions that emit signals) and help texts."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox
 
 import engine
 import resources
-from app import settings as opts
 from app.theme import THEMES
 
 
@@ -27,98 +28,150 @@ def add_action(window, menu, text: str, slot, shortcut=None, tip: str = "", name
     return action
 
 
-def build_menus(window) -> None:
-    """The menu bar and the (hidden) toolbar of the main window; actions become window attributes."""
-    bar = window.menuBar()
-    file_menu = bar.addMenu("&File")
-    add_action(window, file_menu, "&New script", window.new_script, QKeySequence.StandardKey.New, name="action_new")
-    add_action(window, file_menu, "&Open script…", window.ask_open_script, QKeySequence.StandardKey.Open,
-                 name="action_open")
-    window.examples_menu = file_menu.addMenu("Open &example")
-    for path in sorted(resources.path("examples").glob("*.txt")):
-        title = path.stem.split("-", 1)[-1].replace("-", " ").capitalize()
-        add_action(window, window.examples_menu, title, lambda _=False, p=path: window.open_example(p))
-    window.recent_menu = file_menu.addMenu("Open &recent")
-    file_menu.addSeparator()
-    add_action(window, file_menu, "&Save script", window.save_script, QKeySequence.StandardKey.Save, name="action_save")
-    add_action(window, file_menu, "Save script &as…", window.ask_save_script_as, QKeySequence.StandardKey.SaveAs,
-                 name="action_save_as")
-    window.export_action = add_action(window, file_menu, "&Export audio…", window.ask_export_current, "Ctrl+E",
-                                      name="action_export")
-    file_menu.addSeparator()
-    add_action(window, file_menu, "&Quit", window.close, QKeySequence.StandardKey.Quit, name="action_quit")
+class MenuBar(QObject):
+    """The main window's menus and (hidden) toolbar. Commands go out as signals; the window decides
+    what they do. Actions are children of the window (tests find them by object name)."""
 
-    edit_menu = bar.addMenu("&Edit")
-    window.undo_action = add_action(window, edit_menu, "&Undo", window.editor.undo, QKeySequence.StandardKey.Undo)
-    window.redo_action = add_action(window, edit_menu, "&Redo", window.editor.redo, QKeySequence.StandardKey.Redo)
-    window.undo_action.setEnabled(False)
-    window.redo_action.setEnabled(False)
-    edit_menu.addSeparator()
-    add_action(window, edit_menu, "Cu&t", window.editor.cut, QKeySequence.StandardKey.Cut)
-    add_action(window, edit_menu, "&Copy", window.editor.copy, QKeySequence.StandardKey.Copy)
-    add_action(window, edit_menu, "&Paste", window.editor.paste, QKeySequence.StandardKey.Paste)
-    add_action(window, edit_menu, "Select &all", window.editor.selectAll, QKeySequence.StandardKey.SelectAll)
-    edit_menu.addSeparator()
-    add_action(window, edit_menu, "Insert [S1]", lambda: window.editor.insert_text("[S1] "), "Ctrl+1")
-    add_action(window, edit_menu, "Insert [S2]", lambda: window.editor.insert_text("[S2] "), "Ctrl+2")
-    cues = edit_menu.addMenu("Insert &cue")
-    for cue in engine.KNOWN_CUES:
-        add_action(window, cues, cue, lambda _=False, c=cue: window.editor.insert_text(c))
-    add_action(window, edit_menu, "Suggest tag or cue", lambda: window.editor.update_completion(force=True),
-                 "Ctrl+Space", tip="Show the speaker tags and cues Dia knows")
-    edit_menu.addSeparator()
-    add_action(window, edit_menu, "Go to next issue", window.go_to_next_issue, "F8")
+    newRequested = Signal()
+    openRequested = Signal()
+    exampleRequested = Signal(object)  # Path
+    recentRequested = Signal(str)
+    saveRequested = Signal()
+    saveAsRequested = Signal()
+    exportRequested = Signal()
+    quitRequested = Signal()
+    editRequested = Signal(str)  # "undo", "redo", "cut", "copy", "paste", "select_all", "complete", "next_issue"
+    insertRequested = Signal(str)  # text to insert at the cursor (a tag or a cue)
+    renderRequested = Signal()
+    cancelRequested = Signal()
+    playPauseRequested = Signal()
+    stopRequested = Signal()
+    followToggled = Signal(bool)
+    unloadRequested = Signal()
+    themeRequested = Signal(str)
+    zoomRequested = Signal(int)  # +1 larger, -1 smaller
+    libraryRequested = Signal()
+    modelSettingsRequested = Signal()
+    folderRequested = Signal(object)  # Path to show in the file manager
 
-    render_menu = bar.addMenu("&Render")
-    window.render_action = add_action(window, render_menu, "&Render", window.render,
-                                      QKeySequence(Qt.Modifier.CTRL | Qt.Key.Key_Return), name="action_render")
-    window.render_action.setShortcuts([QKeySequence(Qt.Modifier.CTRL | Qt.Key.Key_Return),
-                                     QKeySequence(Qt.Modifier.CTRL | Qt.Key.Key_Enter), QKeySequence("F5")])
-    window.cancel_action = add_action(window, render_menu, "&Cancel render", window.queue.cancel_current, "Esc",
-                                      name="action_cancel")
-    render_menu.addSeparator()
-    window.play_action = add_action(window, render_menu, "&Play / pause", window.player.toggle, "Ctrl+P",
-                                    name="action_play")
-    window.stop_action = add_action(window, render_menu, "&Stop", window.player.stop, "Ctrl+.", name="action_stop")
-    render_menu.addSeparator()
-    window.follow_action = QAction("Play while rendering", window, checkable=True)
-    window.follow_action.setObjectName("action_follow")
-    window.follow_action.setChecked(window.settings.get(opts.PLAY_WHILE_RENDERING))
-    window.follow_action.toggled.connect(lambda on: window.settings.set(opts.PLAY_WHILE_RENDERING, on))
-    render_menu.addAction(window.follow_action)
-    add_action(window, render_menu, "Unload the model (free memory)", window.queue.unload_model)
+    def __init__(self, window: QMainWindow, theme: str, follow: bool) -> None:
+        super().__init__(window)
+        self.window = window
+        bar = window.menuBar()
+        self._file_menu(bar.addMenu("&File"))
+        self._edit_menu(bar.addMenu("&Edit"))
+        self._render_menu(bar.addMenu("&Render"), follow)
+        self._view_menu(bar.addMenu("&View"), theme)
+        self._tools_menu(bar.addMenu("&Tools"))
+        self._help_menu(bar.addMenu("&Help"))
+        self._toolbar()
 
-    view_menu = bar.addMenu("&View")
-    theme_menu = view_menu.addMenu("&Theme")
-    window.theme_group = QActionGroup(window)
-    for theme in THEMES:
-        action = QAction(theme.capitalize(), window, checkable=True)
-        action.setObjectName(f"theme_{theme}")
-        action.setChecked(window.settings.get(opts.THEME) == theme)
-        action.triggered.connect(lambda _=False, t=theme: window.set_theme(t))
-        window.theme_group.addAction(action)
-        theme_menu.addAction(action)
-    add_action(window, view_menu, "Larger text", lambda: window.zoom_editor(1), QKeySequence.StandardKey.ZoomIn)
-    add_action(window, view_menu, "Smaller text", lambda: window.zoom_editor(-1), QKeySequence.StandardKey.ZoomOut)
+    def _add(self, menu: QMenu, text: str, signal, shortcut=None, tip: str = "", name: str = "") -> QAction:
+        return add_action(self.window, menu, text, lambda _=False: signal(), shortcut, tip, name)
 
-    tools_menu = bar.addMenu("&Tools")
-    add_action(window, tools_menu, "&Voice library…", window.open_library, "Ctrl+L", name="action_library")
-    add_action(window, tools_menu, "&Model settings…", window.open_model_settings, "Ctrl+,", name="action_model_settings")
-    tools_menu.addSeparator()
-    add_action(window, tools_menu, "Open the data folder", lambda: window._open_url(engine.data_dir()))
-    add_action(window, tools_menu, "Open the log folder", lambda: window._open_url(engine.data_dir() / "logs"))
+    def _file_menu(self, menu: QMenu) -> None:
+        self._add(menu, "&New script", self.newRequested.emit, QKeySequence.StandardKey.New, name="action_new")
+        self._add(menu, "&Open script…", self.openRequested.emit, QKeySequence.StandardKey.Open, name="action_open")
+        self.examples_menu = menu.addMenu("Open &example")
+        for path in sorted(resources.path("examples").glob("*.txt")):
+            title = path.stem.split("-", 1)[-1].replace("-", " ").capitalize()
+            self._add(self.examples_menu, title, lambda p=path: self.exampleRequested.emit(p))
+        self.recent_menu = menu.addMenu("Open &recent")
+        menu.addSeparator()
+        self._add(menu, "&Save script", self.saveRequested.emit, QKeySequence.StandardKey.Save, name="action_save")
+        self._add(menu, "Save script &as…", self.saveAsRequested.emit, QKeySequence.StandardKey.SaveAs,
+                  name="action_save_as")
+        self.export_action = self._add(menu, "&Export audio…", self.exportRequested.emit, "Ctrl+E",
+                                       name="action_export")
+        menu.addSeparator()
+        self._add(menu, "&Quit", self.quitRequested.emit, QKeySequence.StandardKey.Quit, name="action_quit")
 
-    help_menu = bar.addMenu("&Help")
-    add_action(window, help_menu, "Writing scripts for Dia", lambda: show_script_help(window), QKeySequence.StandardKey.HelpContents)
-    add_action(window, help_menu, "Keyboard shortcuts", lambda: show_shortcuts(window))
-    add_action(window, help_menu, "About Dia Studio", lambda: show_about(window))
+    def _edit_menu(self, menu: QMenu) -> None:
+        def edit(name: str):
+            return lambda: self.editRequested.emit(name)
 
-    window.toolbar = window.addToolBar("Main")
-    window.toolbar.setObjectName("main_toolbar")
-    window.toolbar.setMovable(False)
-    for action in (window.render_action, window.cancel_action, window.play_action, window.stop_action):
-        window.toolbar.addAction(action)
-    window.toolbar.hide()  # the render bar carries these buttons; the toolbar exists for customisation
+        self.undo_action = self._add(menu, "&Undo", edit("undo"), QKeySequence.StandardKey.Undo)
+        self.redo_action = self._add(menu, "&Redo", edit("redo"), QKeySequence.StandardKey.Redo)
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
+        menu.addSeparator()
+        self._add(menu, "Cu&t", edit("cut"), QKeySequence.StandardKey.Cut)
+        self._add(menu, "&Copy", edit("copy"), QKeySequence.StandardKey.Copy)
+        self._add(menu, "&Paste", edit("paste"), QKeySequence.StandardKey.Paste)
+        self._add(menu, "Select &all", edit("select_all"), QKeySequence.StandardKey.SelectAll)
+        menu.addSeparator()
+        self._add(menu, "Insert [S1]", lambda: self.insertRequested.emit("[S1] "), "Ctrl+1")
+        self._add(menu, "Insert [S2]", lambda: self.insertRequested.emit("[S2] "), "Ctrl+2")
+        cues = menu.addMenu("Insert &cue")
+        for cue in engine.KNOWN_CUES:
+            self._add(cues, cue, lambda c=cue: self.insertRequested.emit(c))
+        self._add(menu, "Suggest tag or cue", edit("complete"), "Ctrl+Space", tip="Show the speaker tags and cues Dia knows")
+        menu.addSeparator()
+        self._add(menu, "Go to next issue", edit("next_issue"), "F8")
+
+    def _render_menu(self, menu: QMenu, follow: bool) -> None:
+        self.render_action = self._add(menu, "&Render", self.renderRequested.emit,
+                                       QKeySequence(Qt.Modifier.CTRL | Qt.Key.Key_Return), name="action_render")
+        self.render_action.setShortcuts([QKeySequence(Qt.Modifier.CTRL | Qt.Key.Key_Return),
+                                         QKeySequence(Qt.Modifier.CTRL | Qt.Key.Key_Enter), QKeySequence("F5")])
+        self.cancel_action = self._add(menu, "&Cancel render", self.cancelRequested.emit, "Esc", name="action_cancel")
+        menu.addSeparator()
+        self.play_action = self._add(menu, "&Play / pause", self.playPauseRequested.emit, "Ctrl+P", name="action_play")
+        self.stop_action = self._add(menu, "&Stop", self.stopRequested.emit, "Ctrl+.", name="action_stop")
+        menu.addSeparator()
+        self.follow_action = QAction("Play while rendering", self.window, checkable=True)
+        self.follow_action.setObjectName("action_follow")
+        self.follow_action.setChecked(follow)
+        self.follow_action.toggled.connect(self.followToggled)
+        menu.addAction(self.follow_action)
+        self._add(menu, "Unload the model (free memory)", self.unloadRequested.emit)
+
+    def _view_menu(self, menu: QMenu, theme: str) -> None:
+        theme_menu = menu.addMenu("&Theme")
+        self.theme_group = QActionGroup(self.window)
+        for name in THEMES:
+            action = QAction(name.capitalize(), self.window, checkable=True)
+            action.setObjectName(f"theme_{name}")
+            action.setChecked(theme == name)
+            action.triggered.connect(lambda _=False, t=name: self.themeRequested.emit(t))
+            self.theme_group.addAction(action)
+            theme_menu.addAction(action)
+        self._add(menu, "Larger text", lambda: self.zoomRequested.emit(1), QKeySequence.StandardKey.ZoomIn)
+        self._add(menu, "Smaller text", lambda: self.zoomRequested.emit(-1), QKeySequence.StandardKey.ZoomOut)
+
+    def _tools_menu(self, menu: QMenu) -> None:
+        self._add(menu, "&Voice library…", self.libraryRequested.emit, "Ctrl+L", name="action_library")
+        self._add(menu, "&Model settings…", self.modelSettingsRequested.emit, "Ctrl+,", name="action_model_settings")
+        menu.addSeparator()
+        self._add(menu, "Open the data folder", lambda: self.folderRequested.emit(engine.data_dir()))
+        self._add(menu, "Open the log folder", lambda: self.folderRequested.emit(engine.data_dir() / "logs"))
+
+    def _help_menu(self, menu: QMenu) -> None:
+        self._add(menu, "Writing scripts for Dia", lambda: show_script_help(self.window),
+                  QKeySequence.StandardKey.HelpContents)
+        self._add(menu, "Keyboard shortcuts", lambda: show_shortcuts(self.window))
+        self._add(menu, "About Dia Studio", lambda: show_about(self.window))
+
+    def _toolbar(self) -> None:
+        self.toolbar = self.window.addToolBar("Main")
+        self.toolbar.setObjectName("main_toolbar")
+        self.toolbar.setMovable(False)
+        for action in (self.render_action, self.cancel_action, self.play_action, self.stop_action):
+            self.toolbar.addAction(action)
+        self.toolbar.hide()  # the render bar carries these buttons; the toolbar exists for customisation
+
+    def set_recent(self, paths: list[str]) -> None:
+        """Fill File → Open recent with ``paths`` (disabled when empty)."""
+        self.recent_menu.clear()
+        for path in paths:
+            add_action(self.window, self.recent_menu, Path(path).name,
+                       lambda _=False, p=path: self.recentRequested.emit(p), tip=path)
+        self.recent_menu.setEnabled(bool(paths))
+
+    def set_theme(self, theme: str) -> None:
+        """Check ``theme`` in View → Theme."""
+        for action in self.theme_group.actions():
+            action.setChecked(action.objectName() == f"theme_{theme}")
 
 
 def show_script_help(parent) -> None:

@@ -21,6 +21,8 @@ from types import ModuleType
 import numpy as np
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
+import engine
+
 log = logging.getLogger(__name__)
 
 STOPPED, PLAYING, PAUSED, BUFFERING = "stopped", "playing", "paused", "buffering"
@@ -125,7 +127,7 @@ class AudioPlayer(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.sample_rate = 44100
+        self.sample_rate = engine.TARGET_SAMPLE_RATE
         self.device: int | str | None = None  # None = the system default
         self._lock = threading.Lock()
         self._buf = np.zeros(0, dtype=np.float32)

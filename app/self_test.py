@@ -327,11 +327,14 @@ def _run_checks(scratch: Path, user_data: Path) -> dict[str, dict]:
         import numpy as np
         import soundfile as sf
 
-        tone = (0.2 * np.sin(np.linspace(0, 440 * 2 * np.pi, 44100))).astype(np.float32)
+        import engine
+
+        rate = engine.TARGET_SAMPLE_RATE
+        tone = (0.2 * np.sin(np.linspace(0, 440 * 2 * np.pi, rate))).astype(np.float32)
         path = scratch / "tone.flac"
-        sf.write(str(path), tone, 44100)
+        sf.write(str(path), tone, rate)
         back, sr = sf.read(str(path), dtype="float32")
-        if sr != 44100 or len(back) != len(tone) or float(np.abs(back - tone).max()) > 1e-3:
+        if sr != rate or len(back) != len(tone) or float(np.abs(back - tone).max()) > 1e-3:
             raise RuntimeError("FLAC round trip changed the audio")
         return f"libsndfile {sf.__libsndfile_version__}"
 

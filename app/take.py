@@ -60,3 +60,21 @@ class Take:
         return {"title": self.title, "artist": "Dia Studio", "software": f"Dia Studio {engine.__version__}",
                 "date": datetime.now(timezone.utc).date().isoformat(),
                 "comment": json.dumps(comment, ensure_ascii=False, sort_keys=True)}
+
+
+def cast_names(cast: dict[str, int | None], voices: dict) -> dict[str, str]:
+    """``{"S1": 3, "S2": None}`` -> ``{"S1": "Ann", "S2": "random voice"}`` (``voices``: id -> VoiceSample)."""
+    return {tag: (voices[vid].speaker_name if vid in voices else f"voice {vid}") if vid is not None
+            else "random voice" for tag, vid in cast.items()}
+
+
+def entry_cast_names(entry: engine.HistoryEntry) -> dict[str, str]:
+    """The voices a stored take used, by name, as they were when it was rendered."""
+    members = {tag: entry.cast.get(tag) or engine.CastMember() for tag in ("S1", "S2")}
+    return {tag: (m.name if not m.is_random else "random voice") for tag, m in members.items()}
+
+
+def entry_take(entry: engine.HistoryEntry) -> Take:
+    """A stored take, as the player and exported files describe it."""
+    return Take(entry.title, entry.script, entry.params.to_dict(), entry.seed, entry_cast_names(entry), entry.model,
+                entry.id, warnings=take_warnings(entry.stop_reason, entry.warnings))

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 QT = {"PySide6", "PyQt5", "PyQt6", "shiboken6"}
 # The only engine submodules the app may import directly, and why:
@@ -89,3 +91,31 @@ def test_request_types_do_not_import_torch():
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_import_contracts_hold():
+    """pyproject.toml's [tool.importlinter] contracts (engine never imports the app or Qt; the app
+    imports no engine submodule but the allowed ones; controllers never import the window), checked
+    by import-linter on the whole import graph."""
+    code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_the_allowed_engine_submodules_are_the_same_in_both_checks():
+    """The import-linter allow-list and APP_MAY_IMPORT name the same submodules."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    contract = next(c for c in config["contracts"] if c["source_modules"] == ["app"])
+    allowed = {rule.split("->")[1].strip() for rule in contract["ignore_imports"]}
+    assert allowed == set(APP_MAY_IMPORT)
+
+
+def test_the_app_never_spells_out_the_engines_numbers():
+    """Sample rate, codec frame rate and decoder overhead come from ``engine``: no 44100, no 44100 / 512."""
+    offenders = [f"{name}:{node.lineno}: {node.value}" for name, tree in sources("app") for node in ast.walk(tree)
+                 if isinstance(node, ast.Constant) and type(node.value) in (int, float)
+                 and (node.value == 44100 or abs(node.value - 44100 / 512) < 0.01)]
+    assert offenders == []

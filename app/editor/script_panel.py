@@ -13,8 +13,6 @@ from app.editor.analysis import EditorIssue
 from app.editor.script_editor import ScriptEditor
 from app.theme import editor_colors
 
-FRAMES_PER_SECOND = 44100 / 512
-
 
 @dataclass(frozen=True)
 class PromptCost:
@@ -67,7 +65,7 @@ class BudgetView(QWidget):
             self.share.setText("")
             self.warning.hide()
             return
-        prompt = f" + {budget.prompt_frames / FRAMES_PER_SECOND:.1f} s voice prompt" if budget.prompt_frames else ""
+        prompt = f" + {budget.prompt_frames / engine.FRAMES_PER_SECOND:.1f} s voice prompt" if budget.prompt_frames else ""
         self.estimate.setText(
             f"≈ {budget.estimated_seconds:.1f} s of speech{prompt} · room for ≈ {budget.available_seconds:.0f} s · "
             f"text {budget.text_tokens}/{budget.max_text_tokens} tokens")
@@ -76,7 +74,7 @@ class BudgetView(QWidget):
         share = budget.estimated_frames / max(1, budget.frame_budget)
         self.share.setText(f"{share:.0%} of one render")
         self.bar.setToolTip(f"{budget.estimated_frames} of {budget.frame_budget} audio frames "
-                            f"(≈ 86 per second, voice prompt included)")
+                            f"(≈ {engine.FRAMES_PER_SECOND:.0f} per second, voice prompt included)")
         colors = editor_colors()
         palette = self.palette()
         if not budget.fits:

@@ -488,7 +488,7 @@ class LibraryWindow(QMainWindow):
         except Exception as exc:  # noqa: BLE001
             self.show_error(describe(exc))
             return
-        self.player.load(samples, 44100, sample.id)
+        self.player.load(samples, engine.TARGET_SAMPLE_RATE, sample.id)
         self.player.play()
 
     def _player_state(self, state: str) -> None:
@@ -509,7 +509,7 @@ class LibraryWindow(QMainWindow):
         self.status.setText(f"Transcribing “{sample.speaker_name}”… (the first time loads the Whisper model)")
 
         def work() -> str:
-            return transcriber.transcribe(library.load_audio(sample), 44100)
+            return transcriber.transcribe(library.load_audio(sample), engine.TARGET_SAMPLE_RATE)
 
         def done(text: str) -> None:
             if self.selected() is not None and self.selected().id == sample.id:

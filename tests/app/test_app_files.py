@@ -36,7 +36,7 @@ def umask_022():
 def test_a_saved_script_gets_the_usual_permissions(qtbot, window, tmp_path, umask_022):
     window.editor.setPlainText("[S1] Hello. [S2] Hi!")
     path = tmp_path / "out" / "dialogue.txt"
-    assert window.write_script(path)
+    assert window.files.write(path)
     assert path.read_text(encoding="utf-8") == "[S1] Hello. [S2] Hi!"
     assert mode(path) == 0o644
 
@@ -44,8 +44,8 @@ def test_a_saved_script_gets_the_usual_permissions(qtbot, window, tmp_path, umas
 def test_exported_audio_gets_the_usual_permissions(qtbot, window, tmp_path, umask_022):
     window.player.load(np.zeros(44100, np.float32), 44100)
     path = tmp_path / "take.wav"
-    with qtbot.waitSignal(window.exportFinished, timeout=20000):
-        window.export_current(path)
+    with qtbot.waitSignal(window.exporter.exportFinished, timeout=20000):
+        window.exporter.export_current(path)
     assert mode(path) == 0o644
 
 
@@ -54,7 +54,7 @@ def test_exported_audio_gets_the_usual_permissions(qtbot, window, tmp_path, umas
 
 def test_the_draft_is_private(qtbot, window, data_dir, umask_022):
     window.editor.setPlainText("[S1] Unsaved thoughts.")
-    window.save_draft_now()
+    window.document.save_draft()
     assert mode(data_dir / "draft.json") == 0o600
 
 

@@ -175,22 +175,22 @@ def test_open_save_and_draft_survive_a_restart(qtbot, settings, tmp_path):
     window = make_window(qtbot, settings)
     script = tmp_path / "scene.txt"
     script.write_text("[S1] From a file.\r\n[S2] Yes.", encoding="utf-8")
-    assert window.open_script(script)
+    assert window.files.open(script)
     assert window.editor.toPlainText() == "[S1] From a file.\n[S2] Yes."
     assert window.windowTitle() == "scene.txt — Dia Studio"
     window.editor.moveCursor(window.editor.textCursor().MoveOperation.End)
     qtbot.keyClicks(window.editor, " (laughs)")
     assert window.windowTitle() == "scene.txt* — Dia Studio"
-    assert window.save_script()
+    assert window.files.save()
     assert script.read_text(encoding="utf-8") == "[S1] From a file.\n[S2] Yes. (laughs)"
     assert window.windowTitle() == "scene.txt — Dia Studio"
     # unsaved typing is autosaved and comes back after a restart, still marked unsaved
     qtbot.keyClicks(window.editor, " Bye.")
-    qtbot.waitUntil(lambda: not window._draft_timer.isActive(), timeout=3000)  # noqa: SLF001
+    qtbot.waitUntil(lambda: not window.document.draft_pending, timeout=3000)
     window.close()
     again = make_window(qtbot, settings)
     assert again.editor.toPlainText().endswith("(laughs) Bye.")
-    assert again.file_path == str(script) and again.editor.document().isModified()
+    assert again.document.path == str(script) and again.editor.document().isModified()
     assert again.windowTitle() == "scene.txt* — Dia Studio"
     assert str(script) in again.settings.get(__import__("app.settings", fromlist=["x"]).RECENT_FILES)
 
@@ -201,15 +201,15 @@ def test_unsaved_changes_are_offered_for_saving_before_other_text_replaces_them(
     first, second = tmp_path / "one.txt", tmp_path / "two.txt"
     first.write_text("[S1] One.", encoding="utf-8")
     second.write_text("[S1] Two.", encoding="utf-8")
-    assert window.open_script(first)
+    assert window.files.open(first)
     window.editor.moveCursor(window.editor.textCursor().MoveOperation.End)
     qtbot.keyClicks(window.editor, " More.")
     answers = ["cancel"]
     monkeypatch.setattr(window, "ask_unsaved", lambda name: answers.pop(0))
-    assert not window.open_script(second)  # cancel: stay
+    assert not window.files.open(second)  # cancel: stay
     assert window.editor.toPlainText() == "[S1] One. More."
     answers.append("save")
-    assert window.open_script(second)
+    assert window.files.open(second)
     assert first.read_text(encoding="utf-8") == "[S1] One. More."
     assert window.editor.toPlainText() == "[S1] Two."
     qtbot.keyClicks(window.editor, "!")
@@ -228,7 +228,7 @@ def test_dropping_a_script_file_opens_it(qtbot, settings, tmp_path):
     mime.setUrls([QUrl.fromLocalFile(str(script))])
     assert window.editor.canInsertFromMimeData(mime)
     window.editor.insertFromMimeData(mime)
-    assert window.editor.toPlainText() == "[S1] Dropped in." and window.file_path == str(script)
+    assert window.editor.toPlainText() == "[S1] Dropped in." and window.document.path == str(script)
     plain = QMimeData()
     plain.setText(" (laughs)")
     window.editor.moveCursor(window.editor.textCursor().MoveOperation.End)

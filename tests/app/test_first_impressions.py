@@ -37,7 +37,7 @@ def add_entry(window, *, stop_reason: str = "eos", title_words: str = "Hello the
 
 def test_budget_share_is_written_beside_the_bar_not_across_its_fill(qtbot, window):
     view = window.script_panel.budget_view
-    window._set_script("[S1] Hello there, how are you today? [S2] Fine, thanks.", "", modified=False)  # noqa: SLF001
+    window.document.set_text("[S1] Hello there, how are you today? [S2] Fine, thanks.")
     assert not view.bar.isTextVisible() and not window.progress.isTextVisible()
     share = view.budget.estimated_frames / view.budget.frame_budget
     assert view.share.text() == f"{share:.0%} of one render" and view.share.isVisible()
@@ -88,14 +88,14 @@ def test_unsaved_changes_are_asked_about_before_the_file_dialog(qtbot, settings,
     monkeypatch.setattr(window, "ask_unsaved", lambda name: order.append("save?") or "discard")
     monkeypatch.setattr(QFileDialog, "getOpenFileName",
                         staticmethod(lambda *a, **k: order.append("pick file") or (str(target), "")))
-    window.ask_open_script()
+    window.files.ask_open()
     assert order == ["save?", "pick file"]
     assert window.editor.toPlainText() == "[S1] Other."
     # "cancel" on the question: no file dialog at all
     qtbot.keyClicks(window.editor, " again")
     order.clear()
     monkeypatch.setattr(window, "ask_unsaved", lambda name: order.append("save?") or "cancel")
-    window.ask_open_script()
+    window.files.ask_open()
     assert order == ["save?"]
 
 
@@ -145,11 +145,11 @@ def test_a_render_cut_off_by_the_length_cap_keeps_a_warning_in_player_and_histor
     clean = add_entry(window)
     window.history_panel.reload()
     with qtbot.waitSignal(window.player.durationChanged, timeout=10000):
-        window.play_entry(clean)
+        window.history_actions.play(clean)
     qtbot.waitUntil(lambda: window.take is not None and window.take.entry_id == clean.id, timeout=5000)
     assert not window.player_panel.warning.isVisible()
     capped = window.history.get(blocker.args[1].entry.id)
-    window.play_entry(capped)
+    window.history_actions.play(capped)
     qtbot.waitUntil(lambda: window.take.entry_id == capped.id, timeout=5000)
     assert window.player_panel.warning.isVisible()
 
@@ -160,8 +160,8 @@ def test_a_render_cut_off_by_the_length_cap_keeps_a_warning_in_player_and_histor
 def test_exported_metadata_carries_the_real_seed_only(qtbot, window, tmp_path):
     entry = window.history.add(script="[S1] Hello.", audio_samples=tone(1.0), sample_rate=44100,
                                params=engine.GenerationParams(seed=engine.SEED_RANDOM), seed=987654, render_seconds=1.0)
-    with qtbot.waitSignal(window.exportFinished, timeout=20000):
-        window.export_entry(entry, tmp_path / "take.flac")
+    with qtbot.waitSignal(window.exporter.exportFinished, timeout=20000):
+        window.exporter.export_entry(entry, tmp_path / "take.flac")
     comment = json.loads(engine.read_metadata(tmp_path / "take.flac")["comment"])
     assert comment["seed"] == 987654 and comment["params"]["seed"] == 987654
     assert json.loads(Take("t", params={"seed": -1}, seed=5).metadata()["comment"])["params"]["seed"] == 5
@@ -171,7 +171,7 @@ def test_suggested_export_name_ends_on_a_whole_word(qtbot, window, monkeypatch):
     title = "Welcome back to Small Hours, the show about what we do when nobody is watching"
     offered = []
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: offered.append(a[2]) or ("", "")))
-    window._ask_export_path(title)  # noqa: SLF001
+    window.exporter.ask_path(title)
     stem = offered[0].rsplit("/", 1)[-1].rsplit(".", 1)[0]
     assert stem == "Welcome back to Small Hours the show"
     assert title.replace(",", "").startswith(stem + " ")

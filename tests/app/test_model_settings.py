@@ -193,7 +193,7 @@ SCRIPT = "[S1] Hello there, how are you today? [S2] Fine, thanks."
 def test_render_without_the_model_asks_first_and_cancel_starts_nothing(qtbot, settings, no_network,
                                                                        test_output_dir):
     window = make_window(qtbot, settings)
-    window._set_script(SCRIPT, "", modified=False)  # noqa: SLF001
+    window.document.set_text(SCRIPT)
     seen: dict = {}
     answer_question("Cancel", seen, test_output_dir / "download_question.png")
     window.render_button.click()
@@ -217,7 +217,7 @@ def test_render_question_folder_uses_the_chosen_folders(qtbot, settings, no_netw
     settings.set(opts.PARAMS, {"max_new_tokens": 256})
     settings.set(opts.DTYPE, "float32")
     window = make_window(qtbot, settings)
-    window._set_script(SCRIPT, "", modified=False)  # noqa: SLF001
+    window.document.set_text(SCRIPT)
     answer_question("Folder…", {})
     with qtbot.waitSignal(window.queue.jobFinished, timeout=120000):
         window.render_button.click()
@@ -230,7 +230,7 @@ def test_render_question_folder_uses_the_chosen_folders(qtbot, settings, no_netw
 def test_render_question_folder_cancelled_starts_nothing(qtbot, settings, no_network, monkeypatch):
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a: ""))
     window = make_window(qtbot, settings)
-    window._set_script(SCRIPT, "", modified=False)  # noqa: SLF001
+    window.document.set_text(SCRIPT)
     answer_question("Folder…", {})
     window.render_button.click()
     assert window.queue.jobs == [] and settings.get(opts.MODEL_PATH) == ""
@@ -311,7 +311,7 @@ def test_form_stays_readable_after_a_failed_download(qtbot, settings, empty_cach
 
 def test_render_download_without_network_shows_the_retries_and_cancel_stops_them(qtbot, settings, no_network):
     window = make_window(qtbot, settings)
-    window._set_script(SCRIPT, "", modified=False)  # noqa: SLF001
+    window.document.set_text(SCRIPT)
     answer_question("Download", {})
     window.render_button.click()
     qtbot.waitUntil(lambda: window.load_dialog is not None and "retrying in" in window.load_dialog.labelText(),

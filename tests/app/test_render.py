@@ -109,8 +109,8 @@ def test_render_cancel_render_again_play_export_and_find_it_in_history(qtbot, wi
 
     # 5. export: the file holds the audio and the render's settings in its metadata
     out = tmp_path / "take.flac"
-    with qtbot.waitSignal(window.exportFinished, timeout=20000):
-        window.export_current(out)
+    with qtbot.waitSignal(window.exporter.exportFinished, timeout=20000):
+        window.exporter.export_current(out)
     decoded = engine.decode_audio(out)
     assert decoded.sample_rate == 44100 and decoded.frames == result.audio.shape[0]
     tags = engine.read_metadata(out)
@@ -119,8 +119,8 @@ def test_render_cancel_render_again_play_export_and_find_it_in_history(qtbot, wi
     assert tags["title"].startswith("Hello there")
     assert window.settings.get(opts.EXPORT_FORMAT) == "flac"
     if "opus" in engine.export_formats():
-        with qtbot.waitSignal(window.exportFinished, timeout=20000):
-            window.export_entry(entry, tmp_path / "take.opus")
+        with qtbot.waitSignal(window.exporter.exportFinished, timeout=20000):
+            window.exporter.export_entry(entry, tmp_path / "take.opus")
         assert json.loads(engine.read_metadata(tmp_path / "take.opus")["comment"])["seed"] == 11
 
 
@@ -143,8 +143,8 @@ def test_queue_restore_rerender_and_delete_from_history(qtbot, window, monkeypat
     # queue two renders: the second waits while the first runs
     done = []
     window.queue.jobFinished.connect(lambda job, outcome: done.append(job.id))
-    a = window.rerender_entry(entry)
-    b = window.rerender_entry(entry)
+    a = window.history_actions.rerender(entry)
+    b = window.history_actions.rerender(entry)
     assert a.state in ("rendering", "loading") and b.state == "queued"
     assert window.queue_panel.state_of(b.id) == "Queued"
     assert window.tabs.currentWidget() is window.queue_panel
@@ -157,7 +157,7 @@ def test_queue_restore_rerender_and_delete_from_history(qtbot, window, monkeypat
     assert np.array_equal(window.history.load_audio(takes[0]), window.history.load_audio(takes[2]))
     # play a take from the history (stop the streamed take first: its end must not be mistaken for this one's)
     window.player.stop()
-    window.play_entry(takes[1])
+    window.history_actions.play(takes[1])
     qtbot.waitUntil(lambda: window.player.source == ("entry", takes[1].id), timeout=20000)
     assert window.take.entry_id == takes[1].id
     window.queue_panel.clear_button.click()
@@ -166,9 +166,9 @@ def test_queue_restore_rerender_and_delete_from_history(qtbot, window, monkeypat
 
     # delete asks first; "no" keeps the take
     monkeypatch.setattr(window, "confirm", lambda *a: False)
-    assert not window.delete_entry(takes[0])
+    assert not window.history_actions.delete(takes[0])
     monkeypatch.setattr(window, "confirm", lambda *a: True)
-    assert window.delete_entry(takes[0])
+    assert window.history_actions.delete(takes[0])
     assert len(window.history) == 2 and not takes[0].audio_path.exists()
     assert window.history_panel.model.rowCount() == 2
 

@@ -57,7 +57,7 @@ def test_screenshots_of_main_and_library_windows(qtbot, model_settings, voice_fi
     window = make_window(qtbot, model_settings)
     window.resize(1280, 860)
     window.params_panel.apply_preset("Default")  # a realistic 3072-frame budget for the meter
-    window._set_script(SCRIPT, "", modified=False)  # noqa: SLF001
+    window.document.set_text(SCRIPT)
     cursor = window.editor.textCursor()
     cursor.setPosition(window.editor.document().findBlockByNumber(1).position() + 29)
     window.editor.setTextCursor(cursor)

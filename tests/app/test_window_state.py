@@ -49,7 +49,7 @@ def test_geometry_splitters_tab_theme_and_font_are_restored(qtbot, settings_path
     assert second.editor_splitter.sizes() == sizes
     assert second.tabs.currentIndex() == 1
     assert second.editor.font().pointSize() == font_size
-    assert second.findChild(type(second.follow_action), "theme_dark").isChecked()
+    assert second.findChild(type(second.menus.follow_action), "theme_dark").isChecked()
 
 
 def test_keyboard_shortcuts(qtbot, settings, tmp_path):
@@ -61,10 +61,10 @@ def test_keyboard_shortcuts(qtbot, settings, tmp_path):
         "action_library": "Ctrl+L",
     }
     for name, keys in shortcuts.items():
-        action = window.findChild(type(window.render_action), name)
+        action = window.findChild(type(window.menus.render_action), name)
         assert action is not None, name
         assert keys in [s.toString() for s in action.shortcuts()], name
-    assert "F5" in [s.toString() for s in window.render_action.shortcuts()]
+    assert "F5" in [s.toString() for s in window.menus.render_action.shortcuts()]
     # the shortcut really renders (and the missing model is reported)
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)
