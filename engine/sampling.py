@@ -6,16 +6,18 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.params import DEFAULTS
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
     """Low-level sampling knobs. ``temperature == 0`` means greedy (used by tests and tools)."""
 
-    cfg_scale: float = 3.0
-    temperature: float = 1.8
-    top_p: float = 0.95
-    top_k: int = 45
-    max_new_tokens: int = 3072
+    cfg_scale: float = DEFAULTS["cfg_scale"]
+    temperature: float = DEFAULTS["temperature"]
+    top_p: float = DEFAULTS["top_p"]
+    top_k: int = DEFAULTS["cfg_filter_top_k"]
+    max_new_tokens: int = DEFAULTS["max_new_tokens"]
     seed: int | None = None
     nari_compat: bool = False
 
@@ -37,11 +39,10 @@ def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float, to
 
 def eos_rule(logits: torch.Tensor, eos: int) -> torch.Tensor:
     """EOS is forced where it is the top candidate and impossible elsewhere."""
-    eos_top = logits.argmax(dim=-1) == eos
-    out = logits.clone()
-    out[eos_top, :eos] = float("-inf")
-    out[~eos_top, eos] = float("-inf")
-    return out
+    eos_top = logits.argmax(dim=-1, keepdim=True) == eos
+    column = torch.arange(logits.shape[-1], device=logits.device)
+    # masks, not boolean indexing: no data-dependent shapes, so a CUDA graph can capture it
+    return logits.masked_fill(torch.where(eos_top, column < eos, column == eos), float("-inf"))
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -191,17 +191,44 @@ class DiaModel(nn.Module):
         logits = self.head(self.decoder_norm(x)).float().view(r, x.shape[1], cfg.num_channels, cfg.dec_vocab_size)
         return logits[:, 0] if last_only else logits
 
-    def _decoder_layer(self, layer: DecoderLayer, x: torch.Tensor, i: int, state: DecoderState, start: int,
-                       cos: torch.Tensor, sin: torch.Tensor, causal: torch.Tensor | None) -> torch.Tensor:
+    @torch.inference_mode()
+    def decode_static(self, tokens: torch.Tensor, state: DecoderState, position: torch.Tensor, span: int) -> torch.Tensor:
+        """One decoding step, graph-ready: ``tokens`` (R, 1, C) at the device-side ``position`` ((1,) long).
+
+        Every shape is fixed by ``span`` (the cache slots attended, masked beyond ``position``) and
+        nothing reads a value back to the host, so a CUDA graph can capture it once and replay it
+        every step. Leaves ``state.length`` alone. Returns float32 logits (R, C, V).
+        """
+        cfg = self.cfg
+        r = tokens.shape[0]
+        cos, sin = (t.to(self.attn_dtype) for t in rope_tables(position, cfg.dec_head_dim, cfg.rope_theta))
+        x = F.embedding(tokens + self.channel_offsets, self.decoder_embedding).float().sum(dim=2)
+        visible = (torch.arange(span, device=tokens.device) <= position).expand(r, 1, 1, span)
+        for i, layer in enumerate(self.decoder_layers):
+            x = self._decoder_layer(layer, x, i, state, position, cos, sin, visible, span)
+        return self.head(self.decoder_norm(x)).float().view(r, cfg.num_channels, cfg.dec_vocab_size)
+
+    def _decoder_layer(self, layer: DecoderLayer, x: torch.Tensor, i: int, state: DecoderState,
+                       start: int | torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, causal: torch.Tensor | None,
+                       span: int | None = None) -> torch.Tensor:
+        """``start``: the first position (an int), or a (1,) device tensor for a graph-ready step that
+        attends the first ``span`` cache slots under the ``causal`` mask."""
         r, t, _ = x.shape
         h, kv, d = layer.heads, layer.kv_heads, layer.head_dim
-        end = start + t
         # self-attention over the cache
         qkv = layer.qkv(layer.pre_sa_norm(x)).to(cos.dtype)
         q, k, v = qkv.split((h * d, kv * d, kv * d), dim=-1)
         q = apply_rope(q.view(r, t, h, d).transpose(1, 2), cos, sin)
-        state.self_k[i][:, :, start:end] = apply_rope(k.view(r, t, kv, d).transpose(1, 2), cos, sin)
-        state.self_v[i][:, :, start:end] = v.view(r, t, kv, d).transpose(1, 2)
+        k = apply_rope(k.view(r, t, kv, d).transpose(1, 2), cos, sin)
+        v = v.view(r, t, kv, d).transpose(1, 2)
+        if isinstance(start, torch.Tensor):
+            end = span
+            state.self_k[i].index_copy_(2, start, k.to(state.self_k[i].dtype))
+            state.self_v[i].index_copy_(2, start, v.to(state.self_v[i].dtype))
+        else:
+            end = start + t
+            state.self_k[i][:, :, start:end] = k
+            state.self_v[i][:, :, start:end] = v
         a = attention(q, state.self_k[i][:, :, :end], state.self_v[i][:, :, :end], causal)
         x = x + layer.o(a.transpose(1, 2).reshape(r, t, h * d)).float()
         # cross-attention over the encoder states
@@ -240,8 +267,11 @@ class DiaModel(nn.Module):
             setattr(owner, name, convert_linear(getattr(owner, name), kind))
 
     def quantize(self, mode: str) -> str:
-        """int8 decoder projections (the per-step weight stream halves vs bf16); returns the kernel used.
+        """Quantised decoder projections (fewer bytes streamed per step); returns the kernel used.
 
+        ``int4``: group-wise int4 weights (a quarter of bf16's bytes, see ``layers.Int4Linear``): the
+        fastest mode on CPUs with the native kernels, the least exact; elsewhere it runs on a
+        dequantising fallback (correct, slower than bf16).
         ``int8``: weight-only (activations keep bf16/fp32 precision), the faithful mode; on x86 CPUs
         with ``engine.native`` built it runs at memory speed with float32 activations.
         ``int8-dynamic``: FBGEMM/QNNPACK's int8 GEMV, which also quantises each step's activations
@@ -251,10 +281,12 @@ class DiaModel(nn.Module):
         """
         from engine.model.kernels import kernel_available
 
-        if mode not in ("int8", "int8-dynamic"):
+        if mode not in ("int8", "int8-dynamic", "int4"):
             raise ValueError(f"unknown quantisation {mode!r}")
         cpu = self.device.type == "cpu"
-        if mode == "int8-dynamic" and cpu and kernel_available("int8"):
+        if mode == "int4":
+            kind = "int4"
+        elif mode == "int8-dynamic" and cpu and kernel_available("int8"):
             kind = "int8"
         else:
             kind = "int8-native" if cpu and kernel_available("int8-native") else "int8-wo"

@@ -100,8 +100,12 @@ def test_encoder_and_teacher_forced_logits_match(pair):
     torch.testing.assert_close(torch.cat([head, steps], dim=1), ref, atol=1e-4, rtol=0)
 
 
+STEP_MODES = ["loop", "static"]  # the CPU's per-step loop and the graph-ready step (CUDA's), run eagerly
+
+
+@pytest.mark.parametrize("step_mode", STEP_MODES)
 @pytest.mark.parametrize("mode", ["greedy", "sampled"])
-def test_generation_max_length_stop_matches(pair, mode):
+def test_generation_max_length_stop_matches(pair, mode, step_mode):
     hf, ours = pair
     n = 40
     if mode == "greedy":
@@ -111,14 +115,15 @@ def test_generation_max_length_stop_matches(pair, mode):
         ref = _hf_generate(hf, TEXT, n, seed=1234, do_sample=True, guidance_scale=3.0, temperature=1.8,
                            top_p=0.95, top_k=45)
         settings = SamplingSettings(cfg_scale=3.0, temperature=1.8, top_p=0.95, top_k=45, max_new_tokens=n, seed=1234)
-    result = generate_codes(ours, TEXT, settings)
+    result = generate_codes(ours, TEXT, settings, step_mode=step_mode)
     assert result.stop_reason == "max_new_tokens"
     assert result.codes.shape == (n - 16, 9)
     assert torch.equal(result.codes, _hf_frames(ref, 0))
 
 
+@pytest.mark.parametrize("step_mode", STEP_MODES)
 @pytest.mark.parametrize("seed", [None, 7])
-def test_generation_eos_stop_matches(pair, seed):
+def test_generation_eos_stop_matches(pair, seed, step_mode):
     hf, ours = pair
     n, at = 60, 12
     sampling = dict(do_sample=False) if seed is None else dict(do_sample=True, temperature=1.3, top_p=0.9)
@@ -131,7 +136,7 @@ def test_generation_eos_stop_matches(pair, seed):
     try:
         settings = SamplingSettings(cfg_scale=3.0, temperature=0.0 if seed is None else 1.3, top_p=0.9,
                                     top_k=45, max_new_tokens=n, seed=seed)
-        result = generate_codes(ours, TEXT, settings)
+        result = generate_codes(ours, TEXT, settings, step_mode=step_mode, sync_every=3)
     finally:
         inject.remove()
     assert result.stop_reason == "eos"
@@ -139,8 +144,9 @@ def test_generation_eos_stop_matches(pair, seed):
     assert torch.equal(result.codes, _hf_frames(ref, 0))
 
 
+@pytest.mark.parametrize("step_mode", STEP_MODES)
 @pytest.mark.parametrize("seed", [None, 99])
-def test_generation_with_audio_prompt_matches(pair, seed):
+def test_generation_with_audio_prompt_matches(pair, seed, step_mode):
     hf, ours = pair
     prompt = torch.randint(0, 1024, (25, 9))
     n = 50
@@ -149,7 +155,7 @@ def test_generation_with_audio_prompt_matches(pair, seed):
     # our max_new_tokens caps all positions (nari's max_tokens); transformers' counts after the prompt
     settings = SamplingSettings(cfg_scale=4.0, temperature=0.0 if seed is None else 1.8, top_p=0.95, top_k=50,
                                 max_new_tokens=n + 25, seed=seed)
-    result = generate_codes(ours, TEXT, settings, prompt_codes=prompt)
+    result = generate_codes(ours, TEXT, settings, prompt_codes=prompt, step_mode=step_mode)
     assert result.prompt_frames == 25 and result.codes.shape[0] == n - 16
     assert torch.equal(result.codes, _hf_frames(ref, 25))
 
