@@ -28,13 +28,16 @@ _EXPORTS = {
                       "AudioDecodeFailedError", "ModelNotFoundError", "CheckpointError", "DownloadError",
                       "DeviceUnavailableError", "CancelledError", "GenerationError", "StorageError",
                       "MissingDependencyError"],
+    # the engine's numbers (torch-free)
+    "engine.constants": ["SAMPLE_RATE", "HOP_LENGTH", "FRAME_RATE", "DECODER_OVERHEAD_FRAMES", "TRAINED_POSITIONS",
+                         "DEVICES", "DTYPE_NAMES", "frames_to_seconds", "seconds_to_frames"],
     # parameters and scripts
     "engine.params": ["GenerationParams", "PARAM_SPECS", "ParamSpec", "PRESETS", "PRESET_NOTES", "resolve_seed",
-                      "SEED_RANDOM"],
+                      "SEED_RANDOM", "DEFAULTS", "DEFAULT_MAX_NEW_TOKENS"],
     "engine.script": ["check_script", "parse_script", "estimate_budget", "text_token_count", "Script",
                       "ScriptIssue", "Turn", "Cue", "Budget", "KNOWN_CUES", "SPEAKER_TAGS", "MAX_TEXT_TOKENS",
                       "decode_script", "check_characters", "MAX_SCRIPT_BYTES",
-                      "FRAMES_PER_SECOND", "DECODER_OVERHEAD_FRAMES"],
+                      "FRAMES_PER_SECOND"],
     # rendering
     "engine.pipeline": ["DiaEngine"],
     "engine.requests": ["EngineOptions", "LoadProgress", "RenderRequest", "RenderProgress", "RenderResult",
@@ -42,7 +45,7 @@ _EXPORTS = {
     "engine.voice_prompt": ["VoicePrompt", "PromptPart", "combine_parts"],
     "engine.model.hub": ["DIA_REPO", "DAC_REPO", "DownloadProgress", "hub_offline", "cached_snapshot",
                          "download_repo", "DOWNLOAD_BYTES", "hub_cache_dir"],
-    "engine.device": ["pick_device", "pick_dtype", "report", "cpu_kernels", "DEVICES", "DTYPES"],
+    "engine.device": ["pick_device", "pick_dtype", "report", "cpu_kernels", "DTYPES"],
     # audio and voices
     "engine.audio": ["decode_audio", "write_audio", "export_formats", "peak_envelope", "time_stretch",
                      "read_metadata", "TARGET_SAMPLE_RATE"],
@@ -60,7 +63,8 @@ _EXPORTS = {
     # long-form episodes
     "engine.episode": ["EpisodeProject", "parse_episode", "check_episode", "split_episode", "render_episode",
                        "regenerate_block", "export_project", "ProjectCorruptError", "VoiceInput", "VoiceCost",
-                       "SplitSettings", "EpisodeProgress", "MasterSettings", "master_episode"],
+                       "SplitSettings", "EpisodeProgress", "MasterSettings", "master_episode",
+                       "cast_voice_from_take", "pending_blocks", "PROJECT_SUFFIX", "model_key", "engine_settings"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

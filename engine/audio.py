@@ -14,10 +14,11 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
+from engine.constants import SAMPLE_RATE
 from engine.errors import AudioDecodeFailedError, InvalidParameterError
 from engine.files import atomic_write
 
-TARGET_SAMPLE_RATE = 44100
+TARGET_SAMPLE_RATE = SAMPLE_RATE
 """Dia's DAC codec works at 44.1 kHz; every prompt and render is at this rate."""
 
 MIN_SPEED_FACTOR = 0.5

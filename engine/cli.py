@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from engine.constants import DEVICES, DTYPE_NAMES, SAMPLE_RATE
 from engine.errors import DiaStudioError, InvalidParameterError, MissingInputError, StorageError
 from engine.params import PARAM_SPECS, GenerationParams
 from engine.requests import QUANTIZE_MODES
@@ -52,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="Dia model folder, weight file or Hugging Face repo id (default nari-labs/Dia-1.6B-0626)")
     p.add_argument("--codec", help="DAC codec folder, weights.pth or repo id (default descript/dac_44khz)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dtype", default="auto", choices=list(DTYPE_NAMES))
+    p.add_argument("--device", default="auto", choices=list(DEVICES))
     p.add_argument("--quantize", choices=[m for m in QUANTIZE_MODES if m],
                    help="quantised decoder weights: 'int8' is weight-only (float32 activations; the recommended "
                         "mode), 'int8-dynamic' also quantises activations (FBGEMM/QNNPACK; only faster where "
@@ -167,7 +168,7 @@ def _voice_from_args(args):
         with VoiceLibrary() as library:
             for tag, ref in library_refs.items():
                 sample = library.resolve(ref)
-                parts.append(PromptPart(tag, load_audio(sample), 44100, sample.transcript,
+                parts.append(PromptPart(tag, load_audio(sample), SAMPLE_RATE, sample.transcript,
                                         f"Voice '{sample.speaker_name}' (id {sample.id})"))
     return combine_parts(parts) if parts else None
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from engine import constants
 from engine.errors import DeviceUnavailableError, InvalidParameterError
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICES = constants.DEVICES
+DTYPES = {name: getattr(torch, name) for name in constants.DTYPE_NAMES if name != "auto"}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from engine.constants import TRAINED_POSITIONS
 from engine.errors import InvalidParameterError
 
 SEED_RANDOM = -1
@@ -57,7 +58,7 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         ParamSpec("speed_factor", "Speed", 0.5, 2.0, 1.0, 0.01, 2, False,
                   "Speed of the finished audio, applied after generation: below 1.0 is slower, above 1.0 "
                   "faster."),
-        ParamSpec("max_new_tokens", "Max audio length", 256, 4096, 3072, 64, 0, True,
+        ParamSpec("max_new_tokens", "Max audio length", 256, 4096, TRAINED_POSITIONS, 64, 0, True,
                   "The most audio frames one render may produce (about 86 per second, so 3072 is about "
                   "35 s, voice prompt included); rendering stops earlier when the script is done."),
         ParamSpec("seed", "Seed", SEED_RANDOM, SEED_LIMIT - 1, SEED_RANDOM, 1, 0, True,
@@ -65,6 +66,12 @@ PARAM_SPECS: dict[str, ParamSpec] = {
                   "for every render."),
     )
 }
+
+
+DEFAULTS: dict[str, float | int] = {name: spec.default for name, spec in PARAM_SPECS.items()}
+"""Each parameter's default, from its spec: the one place they are written."""
+
+DEFAULT_MAX_NEW_TOKENS = int(DEFAULTS["max_new_tokens"])
 
 
 def _check_value(spec: ParamSpec, value: Any) -> float | int:
@@ -91,13 +98,13 @@ def _check_value(spec: ParamSpec, value: Any) -> float | int:
 class GenerationParams:
     """The sampling settings of one render. Invalid values raise ``InvalidParameterError`` on construction."""
 
-    cfg_scale: float = 3.0
-    temperature: float = 1.8
-    top_p: float = 0.95
-    cfg_filter_top_k: int = 45
-    speed_factor: float = 1.0
-    max_new_tokens: int = 3072
-    seed: int = SEED_RANDOM
+    cfg_scale: float = DEFAULTS["cfg_scale"]
+    temperature: float = DEFAULTS["temperature"]
+    top_p: float = DEFAULTS["top_p"]
+    cfg_filter_top_k: int = DEFAULTS["cfg_filter_top_k"]
+    speed_factor: float = DEFAULTS["speed_factor"]
+    max_new_tokens: int = DEFAULTS["max_new_tokens"]
+    seed: int = DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         self.validate()

@@ -32,6 +32,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from engine.constants import DECODER_OVERHEAD_FRAMES, FRAME_RATE
 from engine.errors import (
     DiaStudioError,
     InvalidScriptError,
@@ -39,6 +40,7 @@ from engine.errors import (
     RequestTooLargeError,
 )
 from engine.model.tokenizer import PAD_ID
+from engine.params import DEFAULT_MAX_NEW_TOKENS
 
 KNOWN_CUES: tuple[str, ...] = (
     "(laughs)", "(clears throat)", "(sighs)", "(gasps)", "(coughs)", "(singing)", "(sings)",
@@ -54,11 +56,8 @@ MAX_SCRIPT_BYTES = 1 << 20
 """The largest script file ``decode_script`` accepts: a thousand times what one render reads, so
 a real script is never refused for its size while a stray binary or endless stream is."""
 
-FRAMES_PER_SECOND = 44100 / 512
-"""DAC codec frames per second of audio (44.1 kHz, hop 512): about 86.13."""
-
-DECODER_OVERHEAD_FRAMES = 16
-"""Decoder positions a render spends on other things than audio: 1 BOS + 15 delay-pattern frames."""
+FRAMES_PER_SECOND = FRAME_RATE
+"""DAC codec frames per second of audio (``engine.constants.FRAME_RATE``: about 86.13)."""
 
 CHARS_PER_SECOND = 14.0
 """Speaking rate for the length estimate. Conversational English runs ~150 words a minute and an
@@ -502,7 +501,7 @@ def decode_script(data: bytes) -> str:
 
 
 def estimate_budget(script_or_text: Script | str, *, prompt_seconds: float = 0.0,
-                    max_new_tokens: int = 3072, prefix_tokens: int = 0) -> Budget:
+                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, prefix_tokens: int = 0) -> Budget:
     """Estimate whether a script fits one render (never raises on a bad script).
 
     Speech length: spoken characters (tags and cues removed, whitespace collapsed) at

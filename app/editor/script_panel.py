@@ -110,7 +110,7 @@ class ScriptPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.budget_view)
         self.prompt_cost = PromptCost()
-        self.max_new_tokens = 3072
+        self.max_new_tokens = engine.DEFAULT_MAX_NEW_TOKENS
         self._budget_timer = QTimer(self, singleShot=True, interval=200)
         self._budget_timer.timeout.connect(self.update_budget)
         self.editor.textChanged.connect(self._budget_timer.start)

@@ -11,7 +11,9 @@ project is one file (no ``-wal`` beside it). The schema is versioned with migrat
 (``engine.storage.Database``). A damaged or truncated file raises ``ProjectCorruptError`` and is
 left untouched; one written by a newer Dia Studio says so.
 
-Block identity: ``content_key`` hashes the block's text and characters; ``identity`` adds what
+Block identity: ``content_key`` hashes the block's text and characters, and for the second and
+later of several identical blocks, which occurrence it is (so a repeated exchange renders, is
+chosen and locked on its own, yet keeps its key across edits elsewhere); ``identity`` adds what
 else determines its audio (the voices, the effective parameters, the project seed, the model).
 Takes belong to an identity, so after an edit every block whose identity is unchanged keeps its
 takes wherever it moved; choice and lock belong to the content, so a locked take survives a
@@ -42,6 +44,7 @@ from engine.episode.split import (
     VoiceCost,
     split_episode,
 )
+from engine import constants
 from engine.errors import InvalidParameterError, ProjectCorruptError, StorageError
 from engine.params import GenerationParams
 from engine.storage import Database
@@ -49,8 +52,8 @@ from engine.storage import Database
 PROJECT_SUFFIX = ".diaproj"
 APPLICATION_ID = 0x44494150
 """``PRAGMA application_id`` of a project ("DIAP"): tells a project from any other SQLite file."""
-SAMPLE_RATE = 44100
-HOP = 512
+SAMPLE_RATE = constants.SAMPLE_RATE
+HOP = constants.HOP_LENGTH
 """DAC samples per frame: voice clips are padded to whole frames so their codes can be joined."""
 AUDIO_SUBTYPE = "PCM_24"
 STATES = ("done", "pending", "changed", "locked", "failed")
@@ -133,6 +136,8 @@ class ProjectVoice:
     seconds: float
     sha256: str
     library_uid: str | None
+    take_id: int | None = None
+    """The take a voice of source ``take`` was cut from."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class VoiceInput:
     transcript: str
     source: str = "library"
     library_uid: str | None = None
+    take_id: int | None = None
+    """For source ``take``: the project take it was cut from."""
 
 
 @dataclass(frozen=True)
@@ -447,9 +454,9 @@ class EpisodeProject:
             row = conn.execute("SELECT id FROM voices WHERE sha256 = ?", (digest,)).fetchone()
             if row is None:
                 cursor = conn.execute(
-                    "INSERT INTO voices (name, source, library_uid, transcript, audio, seconds, sha256) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (voice.name, voice.source, voice.library_uid, transcript, flac_bytes(samples),
+                    "INSERT INTO voices (name, source, library_uid, take_id, transcript, audio, seconds, sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (voice.name, voice.source, voice.library_uid, voice.take_id, transcript, flac_bytes(samples),
                      padded_frames(samples.size) * HOP / SAMPLE_RATE, digest))
                 voice_id = cursor.lastrowid
             else:
@@ -469,8 +476,8 @@ class EpisodeProject:
 
     def voices(self) -> list[ProjectVoice]:
         return [ProjectVoice(r["id"], r["name"], r["source"], r["transcript"], r["seconds"], r["sha256"],
-                             r["library_uid"])
-                for r in self.db.query("SELECT id, name, source, transcript, seconds, sha256, library_uid "
+                             r["library_uid"], r["take_id"])
+                for r in self.db.query("SELECT id, name, source, transcript, seconds, sha256, library_uid, take_id "
                                        "FROM voices ORDER BY id")]
 
     def voice_audio(self, voice_id: int) -> np.ndarray:
@@ -517,8 +524,7 @@ class EpisodeProject:
         project_seed = int(self._setting("seed", conn))
         model_key = str(self._setting("model_key", conn))
         rows = []
-        for block in blocks:
-            content = _hash({"text": block.model_text, "characters": block.characters})
+        for block, content in zip(blocks, _content_keys(blocks)):
             effective = params.replace(**overrides.get(content, {}))
             identity = _hash({"content": content, "voices": [hashes.get(c) for c in block.characters],
                               "params": _params_dict(effective), "seed": project_seed, "model": model_key})
@@ -676,6 +682,20 @@ class EpisodeProject:
             "chapters": [{"title": c.title, "first_block": c.first_block} for c in self.chapters()],
             "seconds_total": round(sum(b.seconds for b in blocks), 3),
         }
+
+
+def _content_keys(blocks: list[Block]) -> list[str]:
+    """Each block's content key: its text and characters, plus which occurrence of that same content
+    it is from the second on (the first keeps the plain hash, as projects made before had it)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for block in blocks:
+        content = {"text": block.model_text, "characters": block.characters}
+        base = _hash(content)
+        occurrence = seen.get(base, 0)
+        seen[base] = occurrence + 1
+        keys.append(_hash({**content, "occurrence": occurrence}) if occurrence else base)
+    return keys
 
 
 def _estimate(block: Block) -> float:

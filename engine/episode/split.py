@@ -29,6 +29,7 @@ import numpy as np
 
 from engine.episode.script import EpisodeScript, EpisodeTurn
 from engine.errors import InvalidParameterError, RequestTooLargeError
+from engine.params import DEFAULT_MAX_NEW_TOKENS
 from engine.script import LONG_SECONDS, SHORT_SECONDS, estimate_budget, text_token_count
 from engine.voice_prompt import GAP_SECONDS
 
@@ -60,7 +61,7 @@ class VoiceCost:
 @dataclass(frozen=True)
 class SplitSettings:
     target_seconds: float = DEFAULT_BLOCK_SECONDS
-    max_new_tokens: int = 3072
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
     def __post_init__(self) -> None:
         if not MIN_BLOCK_SECONDS <= self.target_seconds <= MAX_BLOCK_SECONDS:

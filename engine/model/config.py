@@ -19,9 +19,7 @@ from typing import Any
 from engine.errors import CheckpointError
 from engine.model.weights_io import read_json
 
-SAMPLE_RATE = 44100
-HOP_LENGTH = 512
-FRAME_RATE = SAMPLE_RATE / HOP_LENGTH  # 86.13 frames per second of audio
+from engine.constants import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE, TRAINED_POSITIONS  # noqa: F401  (re-exported)
 
 # Sane bounds (inclusive): generous multiples of Dia-1.6B's sizes, yet small enough that no single
 # value can make building the model run away. The weights' files bound the total (see checkpoint.py).
@@ -214,7 +212,7 @@ class DiaConfig:
     cross_kv_heads: int = 16
     cross_head_dim: int = 128
     dec_ffn: int = 8192
-    dec_max_positions: int = 3072
+    dec_max_positions: int = TRAINED_POSITIONS
     # shared
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
@@ -288,7 +286,7 @@ class DiaConfig:
         f.take("cross_kv_heads", dec, "decoder_config.cross_num_key_value_heads", 16)
         f.take("cross_head_dim", dec, "decoder_config.cross_head_dim", 128)
         f.take("dec_ffn", dec, "decoder_config.intermediate_size")
-        f.take("dec_max_positions", dec, "decoder_config.max_position_embeddings", 3072)
+        f.take("dec_max_positions", dec, "decoder_config.max_position_embeddings", TRAINED_POSITIONS)
         cross_width = dec.get("cross_hidden_size")
         if cross_width is not None and cross_width != f.int_("enc_hidden"):
             raise CheckpointError(f"decoder_config.cross_hidden_size ({_show(cross_width)}) must equal "
@@ -334,7 +332,7 @@ class DiaConfig:
         f.where["cross_kv_heads"] = "model.decoder.cross_query_heads"
         f.take("cross_head_dim", dec, "model.decoder.cross_head_dim")
         f.take("dec_ffn", dec, "model.decoder.n_hidden")
-        f.take("dec_max_positions", dat, "data.audio_length", 3072)
+        f.take("dec_max_positions", dat, "data.audio_length", TRAINED_POSITIONS)
         f.take("norm_eps", model, "model.normalization_layer_epsilon", 1e-5)
         f.take("rope_theta", model, "model.rope_max_timescale", 10000.0)
         f.take("delay_pattern", dat, "data.delay_pattern", (0, 8, 9, 10, 11, 12, 13, 14, 15))

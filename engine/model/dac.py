@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.constants import SAMPLE_RATE
+
 __all__ = ["DacCodec", "DacConfig"]
 
 # Training-only settings transformers writes into config.json; they do not change inference.
@@ -60,7 +62,7 @@ _TRANSFORMERS_FIELDS: dict[str, tuple[str, Any]] = {
 class DacConfig:
     """Geometry of a DAC codec. The defaults are the 44.1 kHz, 8 kbps model Dia uses."""
 
-    sample_rate: int = 44100
+    sample_rate: int = SAMPLE_RATE
     encoder_dim: int = 64
     encoder_rates: tuple[int, ...] = (2, 4, 8, 8)
     decoder_dim: int = 1536
