@@ -1,20 +1,26 @@
 """Dia Studio engine vs transformers, side by side in one run, on random full-size weights.
 
     .venv/bin/python bench/bench_engine.py [--steps 200] [--process-steps 300] [--skip-process]
+                                           [--competing-load 2] [--only bf16,int8,int4]
 
 Every configuration runs in its own process (clean peak RSS); each reports the foreign CPU load
 seen during its run (other jobs on the machine skew timings: compare rows of the same run).
 Numbers printed: median ms per decoder step, frames/s, real-time factor, time to the first
-streamed audio chunk, peak RSS, model load time; then whole `dia-studio render` vs a whole
-transformers render process; then int8's agreement with bf16 (logits and codes).
+streamed audio chunk, peak RSS and peak anonymous memory, model load time; each mode's floor
+(bytes of decoder weights streamed per step ÷ the machine's read bandwidth, measured first on the
+same threads) and its ms/step ÷ floor; with ``--competing-load N``, every engine again while N busy
+processes run, and its slowdown; then whole `dia-studio render` vs a whole transformers render
+process; then each quantised mode's agreement with bf16 and fp32 (logits and codes).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,7 +89,71 @@ class AnonPeak:
         return self.peak / 1024 / 1024
 
 
+CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "avx2", "fma")
+
+
+def cpu_description() -> str:
+    """The CPU model and which of the flags that matter here it has."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return f"{model}; " + " ".join(f"{f}{'+' if f in flags else '-'}" for f in CPU_FLAGS)
+
+
+class BusyLoad:
+    """N processes that spin on a core each: a competing load while measuring."""
+
+    def __init__(self, n: int) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
 # ------------------------------------------------------------------------------ workers
+def worker_bandwidth(args) -> dict:
+    """Read bandwidth on PyTorch's threads: torch's sum, and the native read loop where built."""
+    import torch
+
+    from engine import native
+
+    buf = torch.ones(256 << 20)  # 1 GiB of float32, far beyond any cache
+
+    def best_gbs(fn) -> float:
+        fn()
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return buf.numel() * 4 / min(times) / 1e9
+
+    out = {"threads": torch.get_num_threads(), "torch_sum_gbs": best_gbs(lambda: buf.sum())}
+    out["native_gbs"] = best_gbs(lambda: native.stream_sum(buf)) if native.available() else None
+    return out
+
+
+def _decoder_weight_bytes(model) -> int:
+    """Bytes of the projections a decoder step streams (weights, scales, offsets)."""
+    total = 0
+    for owner, name in model.projections():
+        module = getattr(owner, name)
+        tensors = list(module.parameters()) + list(module.buffers())
+        total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
+
+
 def worker_ours(args) -> dict:
     if args.kernels == "torch":
         os.environ["DIA_STUDIO_NATIVE"] = "0"  # PyTorch's own kernels only (engine.native off)
@@ -120,7 +190,7 @@ def worker_ours(args) -> dict:
     return {
         "name": f"ours {args.dtype}{' ' + args.quantize if args.quantize else ''}"
                 + (" (PyTorch kernels)" if args.kernels == "torch" else ""),
-        "native_isa": native.isa(),
+        "native_isa": native.isa(), "weight_bytes": _decoder_weight_bytes(engine.model),
         "load_s": load, "prefill_s": result.timings["prefill"], "ms_per_step": 1000 * statistics.median(steps),
         "steps": len(stamps), "frames": frames, "frames_per_s": len(stamps) / result.timings["generate"],
         "wall_s": wall, "rtf": frames / FRAME_RATE / wall, "first_audio_s": first_chunk[0] - start if first_chunk else None,
@@ -220,10 +290,12 @@ def worker_agree(args) -> dict:
     del model
     out = {"frames": int(bf16[1].shape[0]), "native": native.isa(), "bf16 vs fp32": compare(ref, bf16),
            "bf16 (PyTorch kernels) vs fp32": compare(ref, bf16_torch)}
-    for mode in ("int8", "int8-dynamic"):
+    for mode in ("int8", "int8-dynamic", "int4"):
         model = load_dia(args.dia, dtype=torch.bfloat16)
         kernel = model.quantize(mode)
-        out[f"{mode} ({kernel}) vs bf16"] = compare(bf16, run(model))
+        got = run(model)
+        out[f"{mode} ({kernel}) vs bf16"] = compare(bf16, got)
+        out[f"{mode} ({kernel}) vs fp32"] = compare(ref, got)
         del model
     return out
 
@@ -241,6 +313,7 @@ def run_process(cmd: list[str], env: dict | None = None) -> dict:
 
 # ------------------------------------------------------------------------------ orchestration
 def spawn(worker: str, **kwargs) -> dict:
+    """Run a worker in its own process; returns its JSON result."""
     cmd = [sys.executable, __file__, "--worker", worker]
     for k, v in kwargs.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
@@ -248,6 +321,22 @@ def spawn(worker: str, **kwargs) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"worker {worker} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def competing_load(args, configs, dia: str, dac: str, rows: list[dict]) -> dict:
+    """Each config once more under N busy processes; prints and returns the slowdown vs unloaded."""
+    unloaded = {r["name"]: r["ms_per_step"] for r in rows}
+    out = {}
+    print(f"\nUnder a competing load of {args.competing_load} busy processes "
+          f"(one observation each; slowdown = loaded ÷ unloaded best ms/step):")
+    for worker, dtype, quantize, kernels in configs:
+        with BusyLoad(args.competing_load):
+            r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps, kernels=kernels)
+        slowdown = r["ms_per_step"] / unloaded[r["name"]]
+        out[r["name"]] = {"ms_per_step": r["ms_per_step"], "slowdown": slowdown, "own_cores": r["own_cores"]}
+        print(f"  {r['name']}: {fmt(r['ms_per_step'])} ms/step, ×{slowdown:.2f} slower "
+              f"(own {r['own_cores']:.2f} cores)", flush=True)
+    return out
 
 
 def fmt(v, digits=1):
@@ -269,27 +358,44 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="rounds over all configs (alternating); best is kept")
     ap.add_argument("--json", help="write all results to this file")
     ap.add_argument("--only", help="comma-separated per-step configs to run besides transformers bf16 "
-                                   "(bf16, int8, int8-dynamic, torch-kernels); default: all")
+                                   "(bf16, int8, int8-dynamic, int4, torch-kernels); default: all")
+    ap.add_argument("--competing-load", type=int, default=0, metavar="N",
+                    help="also run every config once more while N busy processes compete for the cores")
     ap.add_argument("--skip-agreement", action="store_true")
+    ap.add_argument("--tiny", action="store_true",
+                    help="tiny random models: checks the bench runs (numbers mean nothing)")
     args = ap.parse_args()
     if args.worker:
-        result = {"ours": worker_ours, "hf": worker_hf, "agree": worker_agree}[args.worker](args)
+        result = {"ours": worker_ours, "hf": worker_hf, "agree": worker_agree,
+                  "bandwidth": worker_bandwidth}[args.worker](args)
         print(json.dumps(result))
         return
 
     from engine.testing import write_full_size_models
 
-    dia, dac = map(str, write_full_size_models(WEIGHTS))
+    if args.tiny:
+        from engine.testing import write_tiny_models
+
+        tiny = Path(tempfile.mkdtemp(prefix="dia-bench-"))
+        atexit.register(shutil.rmtree, tiny, ignore_errors=True)
+        dia, dac = map(str, write_tiny_models(tiny))
+    else:
+        dia, dac = map(str, write_full_size_models(WEIGHTS))
     configs = [("hf", "bfloat16", "", "native"), ("ours", "bfloat16", "", "native"),
                ("ours", "bfloat16", "int8", "native"), ("ours", "bfloat16", "int8-dynamic", "native"),
-               ("ours", "bfloat16", "", "torch")]
+               ("ours", "bfloat16", "int4", "native"), ("ours", "bfloat16", "", "torch")]
     if args.only:
         keep = {"bf16": ("", "native"), "int8": ("int8", "native"), "int8-dynamic": ("int8-dynamic", "native"),
-                "torch-kernels": ("", "torch")}
+                "int4": ("int4", "native"), "torch-kernels": ("", "torch")}
         wanted = {keep[name] for name in args.only.split(",")}
         configs = [c for c in configs if c[0] == "hf" or (c[2], c[3]) in wanted]
     if args.fp32:
         configs += [("hf", "float32", "", "native"), ("ours", "float32", "", "native")]
+    print(f"CPU: {cpu_description()}", flush=True)
+    bandwidth = spawn("bandwidth")
+    best_gbs = max(v for v in (bandwidth["torch_sum_gbs"], bandwidth["native_gbs"]) if v)
+    print(f"read bandwidth on {bandwidth['threads']} threads: torch sum {fmt(bandwidth['torch_sum_gbs'])} GB/s, "
+          f"native read loop {fmt(bandwidth['native_gbs'])} GB/s; floors use {best_gbs:.1f} GB/s", flush=True)
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.repeats):  # alternate configs so slow phases of the machine hit all of them
         for worker, dtype, quantize, kernels in configs:
@@ -298,19 +404,29 @@ def main() -> None:
             runs.setdefault(r["name"], []).append(r)
     rows = [min(rs, key=lambda r: r["ms_per_step"]) for rs in runs.values()]
     base = next(r for r in rows if r["name"] == "transformers bfloat16")
+    dense = {r["name"].split()[1]: r["weight_bytes"] for r in rows
+             if "weight_bytes" in r and len(r["name"].split()) == 2}
+    for r in rows:  # transformers streams the same projections as our unquantised model of its dtype
+        r.setdefault("weight_bytes", dense.get(r["name"].split()[1]))
+        r["floor_ms"] = 1000 * r["weight_bytes"] / (best_gbs * 1e9) if r.get("weight_bytes") else None
     print(f"\nPer-step benchmark: {args.steps} decoder steps ({args.steps / FRAME_RATE:.2f} s of audio), "
-          f"random full-size Dia-1.6B weights, CPU, {os.cpu_count()} cores; best of {args.repeats} alternating runs")
-    head = ("config", "ms/step", "×tf-bf16", "frames/s", "RTF", "1st audio s", "load s", "prefill s", "peak RSS GB",
-            "peak anon GB", "foreign cores")
+          f"random {'TINY (smoke test)' if args.tiny else 'full-size Dia-1.6B'} weights, CPU, {os.cpu_count()} "
+          f"cores; best of {args.repeats} alternating runs")
+    head = ("config", "ms/step", "×tf-bf16", "floor ms", "÷floor", "frames/s", "RTF", "1st audio s", "load s",
+            "prefill s", "peak RSS GB", "peak anon GB", "foreign cores")
     print(" | ".join(head))
     for r in rows:
+        ratio = r["ms_per_step"] / r["floor_ms"] if r.get("floor_ms") else None
         print(" | ".join([r["name"], fmt(r["ms_per_step"]), fmt(base["ms_per_step"] / r["ms_per_step"], 2),
+                          fmt(r.get("floor_ms")), fmt(ratio, 2),
                           fmt(r["frames_per_s"], 2), fmt(r["rtf"], 3), fmt(r["first_audio_s"]), fmt(r["load_s"]),
                           fmt(r["prefill_s"], 2), fmt(r["peak_rss_gb"], 2), fmt(r["peak_anon_gb"], 2),
                           fmt(r["foreign_cores"], 2)]))
     for name, rs in runs.items():
         print(f"  {name}: ms/step per run " + ", ".join(fmt(r["ms_per_step"]) for r in rs))
-    report = {"steps": args.steps, "rows": rows, "runs": runs}
+    report = {"steps": args.steps, "cpu": cpu_description(), "bandwidth": bandwidth, "rows": rows, "runs": runs}
+    if args.competing_load:
+        report["competing_load"] = competing_load(args, configs, dia, dac, rows)
 
     if args.skip_agreement:
         if args.json:
@@ -335,7 +451,8 @@ def main() -> None:
                       str(Path(tmp) / "hf.wav"), str(n + 1), "bfloat16"]
             processes = {}
             for name, cmd in (("transformers process bf16", hf_cmd), ("dia-studio render bf16", ours_cmd),
-                              ("dia-studio render --quantize int8", ours_cmd + ["--quantize", "int8"])):
+                              ("dia-studio render --quantize int8", ours_cmd + ["--quantize", "int8"]),
+                              ("dia-studio render --quantize int4", ours_cmd + ["--quantize", "int4"])):
                 print(f"running {name}…", file=sys.stderr, flush=True)
                 processes[name] = run_process(cmd)
         hf_wall = processes["transformers process bf16"]["wall_s"]

@@ -75,7 +75,7 @@ class DiaEngine:
         report(LoadProgress("model", f"Loading Dia from {model_path} ({str(dtype).replace('torch.', '')}, {device})"))
         model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope)
         if options.quantize:
-            model.quantize(options.quantize)
+            model.quantize(options.quantize, checkpoint=model_path)  # cached on disk after the first load
         report(LoadProgress("codec", f"Loading the DAC codec from {codec_path}"))
         codec = load_dac(codec_path, device=device, dtype=torch.float32)
         report(LoadProgress("ready", "Model ready"))

@@ -9,6 +9,7 @@ nari and transformers layouts onto it. One render keeps the conditional and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch import nn
 
 from engine.model.config import DiaConfig
 from engine.model.layers import Linear, RMSNorm, apply_rope, attention, rope_tables
+from engine.model.quant_cache import QuantCache, checkpoint_fingerprint
 
 
 class EncoderLayer(nn.Module):
@@ -266,8 +268,13 @@ class DiaModel(nn.Module):
         for owner, name in self.projections():
             setattr(owner, name, convert_linear(getattr(owner, name), kind))
 
-    def quantize(self, mode: str) -> str:
+    def quantize(self, mode: str, checkpoint: str | Path | None = None, cache: QuantCache | None = None) -> str:
         """Quantised decoder projections (fewer bytes streamed per step); returns the kernel used.
+
+        With ``checkpoint`` (the folder or file the model was loaded from), the result is cached on
+        disk (``cache``, default ``QuantCache.default()``; see ``engine.model.quant_cache``) and a
+        later load of the same checkpoint reads it instead of quantising; ``quantized_from_cache``
+        says which happened.
 
         ``int4``: group-wise int4 weights (a quarter of bf16's bytes, see ``layers.Int4Linear``): the
         fastest mode on CPUs with the native kernels, the least exact; elsewhere it runs on a
@@ -279,7 +286,7 @@ class DiaModel(nn.Module):
         ``aten._weight_int8pack_mm`` where the native kernels are not built; falls back to
         weight-only where those kernels are missing (GPUs, builds without them).
         """
-        from engine.model.kernels import kernel_available
+        from engine.model.kernels import CACHEABLE_KINDS, kernel_available, quantized_state, restore_quantized
 
         if mode not in ("int8", "int8-dynamic", "int4"):
             raise ValueError(f"unknown quantisation {mode!r}")
@@ -290,5 +297,15 @@ class DiaModel(nn.Module):
             kind = "int8"
         else:
             kind = "int8-native" if cpu and kernel_available("int8-native") else "int8-wo"
+        self.quantized_from_cache = False
+        key = None
+        if checkpoint is not None and kind in CACHEABLE_KINDS:
+            cache = cache or QuantCache.default()
+            key = cache.key(checkpoint_fingerprint(checkpoint), mode, kind, self.dtype) if cache else None
+        if key is not None and restore_quantized(self.projections(), kind, cache.load(key)):
+            self.quantized_from_cache = True
+            return kind
         self.use_kernel(kind)
+        if key is not None:
+            cache.save(key, quantized_state(self.projections()))
         return kind

@@ -147,6 +147,96 @@ class NativeInt8Linear(Int8Linear):
         return out.view(*x.shape[:-1], self.out_features)
 
 
+INT4_GROUP = 128
+"""int4 weights per (scale, offset) pair; ``engine/native/kernels.cpp``'s kInt4Group is the same number."""
+
+
+def quantize_int4_reference(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group-wise int4 ``(packed, scales, offsets)`` of a (N, K) weight, in PyTorch (any device).
+
+    Rows are padded with zeros to whole groups of ``INT4_GROUP``; each group stores
+    ``w ~ q * scale + offset`` with q in 0..15, scale = bf16((max - min) / 15), offset = bf16(min).
+    ``packed`` is uint8 (N, groups * 64) in the native kernels' nibble order (``pack_int4``);
+    ``native.quantize_int4`` computes exactly this, faster.
+    """
+    w = weight.detach().float()
+    n, k = w.shape
+    groups = -(-k // INT4_GROUP)
+    padded = F.pad(w, (0, groups * INT4_GROUP - k)).view(n, groups, INT4_GROUP)
+    lo, hi = padded.amin(dim=-1), padded.amax(dim=-1)
+    scales = ((hi - lo) / 15).clamp(min=1e-30).to(torch.bfloat16)
+    offsets = lo.to(torch.bfloat16)
+    q = ((padded - offsets.float()[..., None]) / scales.float()[..., None]).round().clamp(0, 15).to(torch.uint8)
+    return pack_int4(q.view(n, groups * INT4_GROUP)), scales, offsets
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """uint8 codes (N, groups * 128) in 0..15 -> (N, groups * 64) bytes: within a group, weight
+    ``i * 32 + l`` is nibble ``i`` of the little-endian 16-bit word ``l`` (what the AVX-512 BF16
+    kernel unpacks with one shift per nibble)."""
+    n = q.shape[0]
+    q = q.view(n, -1, 2, 2, 32).permute(0, 1, 4, 2, 3)  # (N, groups, word l, byte h, nibble)
+    return (q[..., 0] | (q[..., 1] << 4)).reshape(n, -1).contiguous()
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``pack_int4``: uint8 codes (N, groups * 128) in natural order."""
+    n = packed.shape[0]
+    p = packed.view(n, -1, 32, 2)
+    q = torch.stack((p & 15, p >> 4), dim=-1)  # (N, groups, word l, byte h, nibble)
+    return q.permute(0, 1, 3, 4, 2).reshape(n, -1)
+
+
+def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor,
+                    in_features: int) -> torch.Tensor:
+    """float32 (N, in_features) weights that int4 ``(packed, scales, offsets)`` stand for."""
+    n, groups = scales.shape
+    q = unpack_int4(packed).view(n, groups, INT4_GROUP).float()
+    w = q * scales.float()[..., None] + offsets.float()[..., None]
+    return w.view(n, groups * INT4_GROUP)[:, :in_features]
+
+
+class Int4Linear(nn.Module):
+    """Group-wise int4 weights (``quantize_int4_reference``), float32 activations.
+
+    Decoding steps (at most ``native_rows`` rows) run on the native int4 GEMV where it is built; other
+    inputs, and machines without it, multiply by the dequantised float32 weight (same numbers, slower).
+    """
+
+    native_rows = 4
+
+    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor, in_features: int) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = packed.shape[0]
+        self.register_buffer("weight_int4", packed.contiguous())
+        self.register_buffer("scales", scales.contiguous())
+        self.register_buffer("offsets", offsets.contiguous())
+        self.use_native = packed.device.type == "cpu" and native.available()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Module) -> Int4Linear:
+        w = linear.weight.detach()
+        if w.device.type == "cpu" and w.dtype in (torch.bfloat16, torch.float32) and native.available():
+            packed, scales, offsets = native.quantize_int4(w)  # one pass, equal to the reference
+        else:
+            packed, scales, offsets = quantize_int4_reference(w)
+        return cls(packed, scales, offsets, w.shape[1])
+
+    def dequantized(self) -> torch.Tensor:
+        return dequantize_int4(self.weight_int4, self.scales, self.offsets, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[-1]
+        rows = x.numel() // k
+        x2 = x.reshape(rows, k)
+        if self.use_native and rows <= self.native_rows:
+            out = native.gemv_int4(x2, self.weight_int4, self.scales, self.offsets)
+        else:
+            out = F.linear(x2.float(), self.dequantized())
+        return out.view(*x.shape[:-1], self.out_features)
+
+
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables (len(positions), head_dim) for rotate-half RoPE, computed in float32."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))

@@ -1,5 +1,5 @@
-"""Optional native CPU kernels (``kernels.cpp``): few-row bf16 and weight-only int8 matrix
-products, and single-query attention over a bf16 key/value cache, that run at memory speed where
+"""Optional native CPU kernels (``kernels.cpp``): few-row bf16, weight-only int8 and group-wise
+int4 matrix products, and single-query attention over a bf16 key/value cache, that run at memory speed where
 PyTorch's own kernels do not (see ``engine.model.kernels`` and ``DiaModel.cache_dtype``).
 
 The library is compiled once per install against the installed PyTorch (``python -m
@@ -7,7 +7,8 @@ engine.native``; ``scripts/setup.sh`` and the bundle build do it) and loaded wit
 ``torch.ops.load_library``. Everything works without it: ``available()`` is then False and the
 engine keeps PyTorch's kernels. It is never compiled at run time.
 
-Set ``DIA_STUDIO_NATIVE=0`` to disable it, ``DIA_NATIVE_ISA=avx2|scalar`` to cap the code path.
+Set ``DIA_STUDIO_NATIVE=0`` to disable it, ``DIA_NATIVE_ISA=avx512|avx2|scalar`` to cap the code path
+("avx512_vnni", the best, adds VNNI dot products for int4; the other kernels are the same).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES = (HERE / "kernels.cpp", HERE / "kernels_simd.inc")
 NAME = "dia_native"
 # instruction sets whose code beats PyTorch's kernels; "scalar" is only a correctness fallback
-FAST_ISAS = ("avx512", "avx2")
+FAST_ISAS = ("avx512_vnni", "avx512", "avx2")
 
 
 def build_tag() -> str:
@@ -124,6 +125,23 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row symmetric int8 ``(q, scales)`` of a bf16/float32 weight in one pass, equal to
     ``layers.Int8Linear``'s PyTorch expression; call only when ``available()``."""
     return torch.ops.dia_native.quantize_int8(weight)
+
+
+def gemv_int4(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``x (R, K) @ W.T`` in float32 for group-wise int4 ``W`` (``layers.quantize_int4_reference``'s
+    format: uint8 (N, groups * 64), bf16 scales/offsets (N, groups)); call only when ``available()``."""
+    return torch.ops.dia_native.gemv_int4(x, weight, scales, offsets)
+
+
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``layers.quantize_int4_reference`` in one native pass (equal results); call only when ``available()``."""
+    return torch.ops.dia_native.quantize_int4(weight)
+
+
+def stream_sum(buf: torch.Tensor) -> float:
+    """Sum of a contiguous float32 buffer on PyTorch's threads: a streaming read at memory speed (the
+    bench's bandwidth probe); call only when ``available()``."""
+    return float(torch.ops.dia_native.stream_sum(buf))
 
 
 def check_kernels() -> dict:

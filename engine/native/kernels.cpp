@@ -13,7 +13,21 @@
 //   dia_native::gemv_int8(x, w, scales)  x (R, K) float32, w (N, K) int8, scales (N) -> (R, N) float32
 //   dia_native::attend_bf16(q, k, v, mask, scale)  single-query attention over a bf16 K/V cache
 //   dia_native::quantize_int8(w)        per-row symmetric int8 weights and float32 scales, one pass
-//   dia_native::isa()                    "avx512", "avx2" or "scalar" (portable loop: callers prefer PyTorch)
+//   dia_native::gemv_int4(x, w, scales, offsets)  group-wise int4 weights (see "int4" below) -> (R, N) float32
+//   dia_native::quantize_int4(w)        int4 weights, bf16 scales and offsets per group of 128, one pass
+//   dia_native::stream_sum(buf)          float32 sum of a large buffer: the read-bandwidth probe of the bench
+//   dia_native::isa()                    "avx512_vnni", "avx512", "avx2" or "scalar" (portable loop: callers
+//                                        prefer PyTorch)
+//
+// int4: each row of w (N, K) is cut into groups of kInt4Group = 128 weights (K padded with zeros
+// to whole groups). A group stores w ~ q * scale + offset, q in 0..15 (two per byte, 64 bytes per
+// group), scale = bf16((max - min) / 15), offset = bf16(min). Within a group, weight i * 32 + l
+// (i < 4, l < 32) is nibble i of the 16-bit little-endian word l, so one shift and one AND give 32
+// (AVX-512) or 16 (AVX2) weights in 16-bit lanes. ``w`` is stored as uint8 (N, groups * 64), scales
+// and offsets as bfloat16 (N, groups). The activations enter as int16 codes per group of 128
+// (x ~ code * max|x| / 32767: relative error <= 2^-16 of the group's largest value, about a thousand
+// times below the weights' rounding), so the products are exact integer multiply-adds of pairs
+// (VNNI's vpdpwssd, or vpmaddwd + vpaddd), two to four times the rate of widening nibbles to float.
 //
 // Work is split over output rows / attention heads with at::parallel_for (PyTorch's thread pool).
 
@@ -39,6 +53,7 @@
 namespace {
 
 constexpr int64_t kRowsPerBlock = 4;  // weight rows walked together: 4 streams, 8 accumulators for R=2
+constexpr int64_t kInt4Group = 128;   // int4 weights per scale/offset pair (64 bytes: one cache line)
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -117,7 +132,30 @@ namespace avx512 {
 #define DIA_TARGET __attribute__((target("avx512f,avx512bw")))
 struct Vec {
   using T = __m512;
+  using I = __m512i;
   static constexpr int64_t kLanes = 16;
+  static constexpr int64_t kWords = 32;
+  DIA_TARGET static inline I izero() { return _mm512_setzero_si512(); }
+  DIA_TARGET static inline I load_words(const void* p) { return _mm512_loadu_si512(p); }
+  DIA_TARGET static inline I nibble16(I words, int n) {  // (word >> 4n) & 15 per 16-bit lane
+    const I low = _mm512_set1_epi16(15);
+    return _mm512_and_si512(n == 0 ? words : _mm512_srli_epi16(words, 4 * n), low);
+  }
+  DIA_TARGET static inline I dot16(I acc, I q, I x) { return _mm512_add_epi32(acc, _mm512_madd_epi16(q, x)); }
+  DIA_TARGET static inline T to_float(I v) { return _mm512_cvtepi32_ps(v); }
+  DIA_TARGET static inline T abs(T v) { return _mm512_abs_ps(v); }
+  DIA_TARGET static inline T max(T a, T b) { return _mm512_max_ps(a, b); }
+  DIA_TARGET static inline float hmax(T v) { return _mm512_reduce_max_ps(v); }
+  // int16 codes of round(x * inv) for count (a multiple of 16) values; returns their sum
+  DIA_TARGET static inline int32_t quantize16(const float* x, int64_t count, float inv, int16_t* q) {
+    I total = izero();
+    for (int64_t j = 0; j < count; j += 16) {
+      const I c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j), _mm512_set1_ps(inv)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), _mm512_cvtepi32_epi16(c));
+      total = _mm512_add_epi32(total, c);
+    }
+    return _mm512_reduce_add_epi32(total);
+  }
   DIA_TARGET static inline T zero() { return _mm512_setzero_ps(); }
   DIA_TARGET static inline T load(const float* p) { return _mm512_loadu_ps(p); }
   DIA_TARGET static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
@@ -155,7 +193,37 @@ namespace avx2 {
 #define DIA_TARGET __attribute__((target("avx2,fma")))
 struct Vec {
   using T = __m256;
+  using I = __m256i;
   static constexpr int64_t kLanes = 8;
+  static constexpr int64_t kWords = 16;
+  DIA_TARGET static inline I izero() { return _mm256_setzero_si256(); }
+  DIA_TARGET static inline I load_words(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  DIA_TARGET static inline I nibble16(I words, int n) {
+    const I low = _mm256_set1_epi16(15);
+    return _mm256_and_si256(n == 0 ? words : _mm256_srli_epi16(words, 4 * n), low);
+  }
+  DIA_TARGET static inline I dot16(I acc, I q, I x) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, x)); }
+  DIA_TARGET static inline T to_float(I v) { return _mm256_cvtepi32_ps(v); }
+  DIA_TARGET static inline T abs(T v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), v); }
+  DIA_TARGET static inline T max(T a, T b) { return _mm256_max_ps(a, b); }
+  DIA_TARGET static inline float hmax(T v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+  }
+  DIA_TARGET static inline int32_t quantize16(const float* x, int64_t count, float inv, int16_t* q) {
+    I total = izero();
+    for (int64_t j = 0; j < count; j += 8) {
+      const I c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_set1_ps(inv)));
+      const __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), packed);
+      total = _mm256_add_epi32(total, c);
+    }
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return _mm_cvtsi128_si32(t);
+  }
   DIA_TARGET static inline T zero() { return _mm256_setzero_ps(); }
   DIA_TARGET static inline T load(const float* p) { return _mm256_loadu_ps(p); }
   DIA_TARGET static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
@@ -194,22 +262,38 @@ struct Vec {
 #undef DIA_TARGET
 }  // namespace avx2
 
-enum class Isa { kNone, kAvx2, kAvx512 };
+// AVX-512 with VNNI (Intel Cascade Lake+, AMD Zen 4+): the int4 products' multiply-add of 16-bit
+// pairs is one instruction (vpdpwssd) instead of two. Everything else is avx512's code (the other
+// kernels compiled here too are never called: run_block and run_attend take avx512's).
+namespace avx512vnni {
+#define DIA_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+struct Vec : avx512::Vec {
+  DIA_TARGET static inline I dot16(I acc, I q, I x) { return _mm512_dpwssd_epi32(acc, q, x); }
+};
+#include "kernels_simd.inc"
+#undef DIA_TARGET
+}  // namespace avx512vnni
 
-// DIA_NATIVE_ISA=avx2|scalar caps the path taken (tests run every path on one machine).
+enum class Isa { kNone, kAvx2, kAvx512, kAvx512Vnni };
+
+// DIA_NATIVE_ISA=avx512|avx2|scalar caps the path taken (tests run every path on one machine).
 Isa detect_isa() {
   const char* cap = std::getenv("DIA_NATIVE_ISA");
+  if (cap != nullptr && cap[0] == '\0') cap = nullptr;  // set but empty: no cap
   if (cap != nullptr && std::strcmp(cap, "scalar") == 0) return Isa::kNone;
-  const bool allow512 = cap == nullptr || std::strcmp(cap, "avx512") == 0;
+  const bool allow_vnni = cap == nullptr || std::strcmp(cap, "avx512_vnni") == 0;
+  const bool allow512 = allow_vnni || std::strcmp(cap, "avx512") == 0;
   __builtin_cpu_init();
-  if (allow512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Isa::kAvx512;
+  const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (allow_vnni && has512 && __builtin_cpu_supports("avx512vnni")) return Isa::kAvx512Vnni;
+  if (allow512 && has512) return Isa::kAvx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
   return Isa::kNone;
 }
 
 #else
 
-enum class Isa { kNone };
+enum class Isa { kNone, kAvx2, kAvx512, kAvx512Vnni };
 Isa detect_isa() { return Isa::kNone; }
 
 #endif
@@ -223,7 +307,7 @@ template <typename W>
 void run_block(const float* x, int64_t rows, int64_t K, const W* w, int64_t n0, int64_t n1, float* out,
                int64_t N) {
 #ifdef DIA_X86
-  if (isa() == Isa::kAvx512) return avx512::block<W>(x, rows, K, w, n0, n1, out, N);
+  if (isa() == Isa::kAvx512 || isa() == Isa::kAvx512Vnni) return avx512::block<W>(x, rows, K, w, n0, n1, out, N);
   if (isa() == Isa::kAvx2) return avx2::block<W>(x, rows, K, w, n0, n1, out, N);
 #endif
   for (int64_t i = 0; i < rows; ++i)
@@ -235,7 +319,8 @@ template <typename KV>
 void run_attend(const float* q, int64_t g, int64_t d, const KV* k, const KV* v, int64_t L, const uint8_t* mask,
                 float scale, float* scores, float* out) {
 #ifdef DIA_X86
-  if (isa() == Isa::kAvx512) return avx512::attend_task<KV>(q, g, d, k, v, L, mask, scale, scores, out);
+  if (isa() == Isa::kAvx512 || isa() == Isa::kAvx512Vnni)
+    return avx512::attend_task<KV>(q, g, d, k, v, L, mask, scale, scores, out);
   if (isa() == Isa::kAvx2) return avx2::attend_task<KV>(q, g, d, k, v, L, mask, scale, scores, out);
 #endif
   attend_scalar<KV>(q, g, d, k, v, L, mask, scale, scores, out);
@@ -358,9 +443,233 @@ std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
   return std::make_tuple(q, scales);
 }
 
+// ---------------------------------------------------------------------------------------------- int4
+
+// The int4 products in plain C++ (the "scalar" path), the same integer arithmetic as int4_rows.
+template <int NR>
+void int4_rows_scalar(const int16_t* x0, const int16_t* x1, const float* step0, const float* step1,
+                      const float* sum0, const float* sum1, int64_t groups, const uint8_t* w,
+                      const uint16_t* scales, const uint16_t* offsets, int64_t row_bytes, float* out0, float* out1) {
+  for (int i = 0; i < NR; ++i) {
+    const uint8_t* wr = w + i * row_bytes;
+    float y0 = 0.f, y1 = 0.f, off0 = 0.f, off1 = 0.f;
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t a0 = 0, a1 = 0;
+      for (int64_t j = 0; j < kInt4Group; ++j) {  // weight j = n * 32 + l: nibble n of 16-bit word l
+        const int64_t n = j / 32, l = j % 32;
+        const uint8_t byte = wr[g * 64 + 2 * l + n / 2];
+        const int32_t q = (n % 2 == 0) ? (byte & 15) : (byte >> 4);
+        a0 += q * x0[g * kInt4Group + j];
+        a1 += q * x1[g * kInt4Group + j];
+      }
+      const float scale = bf16_to_float(scales[i * groups + g]), m = bf16_to_float(offsets[i * groups + g]);
+      y0 += static_cast<float>(a0) * (scale * step0[g]);
+      y1 += static_cast<float>(a1) * (scale * step1[g]);
+      off0 += m * sum0[g];
+      off1 += m * sum1[g];
+    }
+    out0[i] = y0 + off0;
+    out1[i] = y1 + off1;
+  }
+}
+
+void int4_prepare_group_scalar(const float* x, int64_t count, int16_t* q, float* step, float* sum) {
+  float top = 0.f;
+  for (int64_t j = 0; j < count; ++j) top = std::max(top, std::fabs(x[j]));
+  std::memset(q, 0, kInt4Group * sizeof(int16_t));
+  *step = top / 32767.f;
+  *sum = 0.f;
+  if (!(top > 0.f)) return;
+  const float inv = 32767.f / top;
+  int32_t total = 0;
+  for (int64_t j = 0; j < count; ++j) total += (q[j] = static_cast<int16_t>(std::nearbyint(x[j] * inv)));
+  *sum = static_cast<float>(total) * *step;
+}
+
+// The activations as the int4 kernels read them, once per call: int16 codes per group (rows padded
+// with zeros to whole groups), each group's step and its sum (see int4_prepare_group).
+uint16_t to_bf16_bits(float v) { return c10::BFloat16(v).x; }  // round to nearest even, as torch
+
+struct Int4Activations {
+  std::vector<int16_t> codes;  // (rows, groups * kInt4Group)
+  std::vector<float> steps;    // (rows, groups)
+  std::vector<float> sums;     // (rows, groups)
+};
+
+Int4Activations prepare_int4(const float* x, int64_t rows, int64_t K, int64_t groups, Isa path) {
+  Int4Activations a;
+  a.codes.resize(static_cast<size_t>(rows * groups * kInt4Group));
+  a.steps.resize(static_cast<size_t>(rows * groups));
+  a.sums.resize(static_cast<size_t>(rows * groups));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t count = std::min(kInt4Group, K - g * kInt4Group);
+      const float* xg = x + r * K + g * kInt4Group;
+      int16_t* q = a.codes.data() + (r * groups + g) * kInt4Group;
+      float* step = a.steps.data() + r * groups + g;
+      float* sum = a.sums.data() + r * groups + g;
+#ifdef DIA_X86
+      if (path == Isa::kAvx512 || path == Isa::kAvx512Vnni) {
+        avx512::int4_prepare_group(xg, count, q, step, sum);
+        continue;
+      }
+      if (path == Isa::kAvx2) {
+        avx2::int4_prepare_group(xg, count, q, step, sum);
+        continue;
+      }
+#endif
+      int4_prepare_group_scalar(xg, count, q, step, sum);
+    }
+  }
+  return a;
+}
+
+template <int NR>
+void int4_dispatch(Isa path, const Int4Activations& a, int64_t groups, int64_t r0, int64_t r1, const uint8_t* w,
+                   const uint16_t* sc, const uint16_t* of, int64_t row_bytes, const uint8_t* next, float* out0,
+                   float* out1) {
+  const int16_t* x0 = a.codes.data() + r0 * groups * kInt4Group;
+  const int16_t* x1 = a.codes.data() + r1 * groups * kInt4Group;
+  const float *st0 = a.steps.data() + r0 * groups, *st1 = a.steps.data() + r1 * groups;
+  const float *su0 = a.sums.data() + r0 * groups, *su1 = a.sums.data() + r1 * groups;
+#ifdef DIA_X86
+  if (path == Isa::kAvx512Vnni)
+    return avx512vnni::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, next, out0, out1);
+  if (path == Isa::kAvx512)
+    return avx512::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, next, out0, out1);
+  if (path == Isa::kAvx2)
+    return avx2::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, next, out0, out1);
+#endif
+  (void)next;
+  int4_rows_scalar<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, out0, out1);
+}
+
+void check_int4(const at::Tensor& w, const at::Tensor& scales, const at::Tensor& offsets) {
+  TORCH_CHECK(w.device().is_cpu() && w.dim() == 2 && w.scalar_type() == at::kByte && w.is_contiguous(),
+              "dia_native: int4 weights must be a contiguous uint8 (N, groups * 64) CPU tensor");
+  TORCH_CHECK(w.size(1) % 64 == 0, "dia_native: int4 weight rows must be whole groups of 64 bytes");
+  const int64_t groups = w.size(1) / 64;
+  for (const at::Tensor* t : {&scales, &offsets}) {
+    TORCH_CHECK(t->scalar_type() == at::kBFloat16 && t->is_contiguous() && t->dim() == 2 && t->size(0) == w.size(0) &&
+                    t->size(1) == groups,
+                "dia_native: int4 scales and offsets must be contiguous bfloat16 (N, groups)");
+  }
+}
+
+at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales, const at::Tensor& offsets) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2, "dia_native::gemv_int4: x must be a (R, K) CPU tensor");
+  check_int4(w, scales, offsets);
+  const int64_t rows = x.size(0), K = x.size(1), N = w.size(0), groups = w.size(1) / 64, Kp = groups * kInt4Group;
+  TORCH_CHECK(K <= Kp && K > Kp - kInt4Group, "dia_native::gemv_int4: x has ", K, " columns, w has ", Kp,
+              " (whole groups of ", kInt4Group, ")");
+  const at::Tensor x32 = x.to(at::kFloat).contiguous();
+  const Isa path = isa();
+  const Int4Activations a = prepare_int4(x32.data_ptr<float>(), rows, K, groups, path);
+  at::Tensor out = at::empty({rows, N}, x32.options());
+  float* op = out.data_ptr<float>();
+  const uint8_t* wp = w.data_ptr<uint8_t>();
+  const auto* sp = reinterpret_cast<const uint16_t*>(scales.data_ptr<at::BFloat16>());
+  const auto* fp = reinterpret_cast<const uint16_t*>(offsets.data_ptr<at::BFloat16>());
+  const int64_t row_bytes = groups * 64;
+  const int64_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
+  at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = b0 * kRowsPerBlock, n1 = std::min(N, b1 * kRowsPerBlock);
+    for (int64_t r0 = 0; r0 < rows; r0 += 2) {
+      const int64_t r1 = std::min(r0 + 1, rows - 1);  // an odd last row is computed twice, written once
+      int64_t n = n0;
+      for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {
+        const uint8_t* next = n + 2 * kRowsPerBlock <= n1 ? wp + (n + kRowsPerBlock) * row_bytes : nullptr;
+        int4_dispatch<kRowsPerBlock>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups,
+                                     row_bytes, next, op + r0 * N + n, op + r1 * N + n);
+      }
+      for (; n < n1; ++n)
+        int4_dispatch<1>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups, row_bytes,
+                         nullptr, op + r0 * N + n, op + r1 * N + n);
+    }
+  });
+  return out;
+}
+
+// Group-wise int4 quantisation in one pass, the same float32 operations as layers.quantize_int4_reference:
+// rows padded with zeros to whole groups; per group lo/hi = min/max, scale = bf16(max((hi - lo) / 15, 1e-30)),
+// offset = bf16(lo), q = clamp(round-half-even((w - offset) / scale), 0, 15).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w) {
+  TORCH_CHECK(w.device().is_cpu() && w.dim() == 2, "dia_native::quantize_int4: w must be a 2-D CPU tensor");
+  const bool bf16 = w.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(bf16 || w.scalar_type() == at::kFloat, "dia_native::quantize_int4: w must be bfloat16 or float32");
+  const at::Tensor wc = w.contiguous();
+  const int64_t N = w.size(0), K = w.size(1), groups = (K + kInt4Group - 1) / kInt4Group;
+  at::Tensor packed = at::zeros({N, groups * 64}, w.options().dtype(at::kByte));
+  at::Tensor scales = at::empty({N, groups}, w.options().dtype(at::kBFloat16));
+  at::Tensor offsets = at::empty({N, groups}, w.options().dtype(at::kBFloat16));
+  const auto* src16 = bf16 ? reinterpret_cast<const uint16_t*>(wc.data_ptr<at::BFloat16>()) : nullptr;
+  const float* src32 = bf16 ? nullptr : wc.data_ptr<float>();
+  uint8_t* pp = packed.data_ptr<uint8_t>();
+  auto* sp = reinterpret_cast<uint16_t*>(scales.data_ptr<at::BFloat16>());
+  auto* fp = reinterpret_cast<uint16_t*>(offsets.data_ptr<at::BFloat16>());
+  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+    std::vector<float> row(static_cast<size_t>(groups * kInt4Group));
+    for (int64_t n = n0; n < n1; ++n) {
+      std::fill(row.begin(), row.end(), 0.f);
+      for (int64_t k = 0; k < K; ++k) row[k] = bf16 ? bf16_to_float(src16[n * K + k]) : src32[n * K + k];
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* v = row.data() + g * kInt4Group;
+        float lo = v[0], hi = v[0];
+        for (int64_t j = 1; j < kInt4Group; ++j) {
+          lo = std::min(lo, v[j]);
+          hi = std::max(hi, v[j]);
+        }
+        const uint16_t s16 = to_bf16_bits(std::max((hi - lo) / 15.f, 1e-30f)), m16 = to_bf16_bits(lo);
+        sp[n * groups + g] = s16;
+        fp[n * groups + g] = m16;
+        const float scale = bf16_to_float(s16), m = bf16_to_float(m16);
+        uint8_t* out = pp + n * groups * 64 + g * 64;
+        for (int64_t j = 0; j < kInt4Group; ++j) {
+          const auto q = static_cast<uint8_t>(std::min(15.f, std::max(0.f, std::nearbyint((v[j] - m) / scale))));
+          const int64_t nib = j / 32, l = j % 32;
+          out[2 * l + nib / 2] |= static_cast<uint8_t>(nib % 2 == 0 ? q : q << 4);
+        }
+      }
+    }
+  });
+  return std::make_tuple(packed, scales, offsets);
+}
+
+// Sum of a float32 buffer over PyTorch's threads (the bench's read-bandwidth probe).
+at::Tensor stream_sum(const at::Tensor& buf) {
+  TORCH_CHECK(buf.device().is_cpu() && buf.scalar_type() == at::kFloat && buf.is_contiguous(),
+              "dia_native::stream_sum: a contiguous float32 CPU tensor");
+  constexpr int64_t kChunk = 1 << 16;  // floats per task: 256 KiB
+  const int64_t n = buf.numel(), chunks = n / kChunk;
+  const float* p = buf.data_ptr<float>();
+  std::vector<float> partial(static_cast<size_t>(chunks), 0.f);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+#ifdef DIA_X86
+      if (isa() == Isa::kAvx512 || isa() == Isa::kAvx512Vnni) {
+        partial[c] = avx512::stream_sum(p + c * kChunk, kChunk);
+        continue;
+      }
+      if (isa() == Isa::kAvx2) {
+        partial[c] = avx2::stream_sum(p + c * kChunk, kChunk);
+        continue;
+      }
+#endif
+      float acc = 0.f;
+      for (int64_t i = 0; i < kChunk; ++i) acc += p[c * kChunk + i];
+      partial[c] = acc;
+    }
+  });
+  double total = 0.0;
+  for (float v : partial) total += v;
+  for (int64_t i = chunks * kChunk; i < n; ++i) total += p[i];
+  return at::scalar_tensor(total, buf.options().dtype(at::kDouble));
+}
+
 std::string isa_name() {
   switch (isa()) {
 #ifdef DIA_X86
+    case Isa::kAvx512Vnni: return "avx512_vnni";
     case Isa::kAvx512: return "avx512";
     case Isa::kAvx2: return "avx2";
 #endif
@@ -375,6 +684,9 @@ TORCH_LIBRARY(dia_native, m) {
   m.def("gemv_int8(Tensor x, Tensor w, Tensor scales) -> Tensor");
   m.def("attend_bf16(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor");
   m.def("quantize_int8(Tensor w) -> (Tensor, Tensor)");
+  m.def("gemv_int4(Tensor x, Tensor w, Tensor scales, Tensor offsets) -> Tensor");
+  m.def("quantize_int4(Tensor w) -> (Tensor, Tensor, Tensor)");
+  m.def("stream_sum(Tensor buf) -> Tensor");
   m.def("isa() -> str", &isa_name);
 }
 
@@ -383,4 +695,7 @@ TORCH_LIBRARY_IMPL(dia_native, CPU, m) {
   m.impl("gemv_int8", &gemv_int8);
   m.impl("attend_bf16", &attend_bf16);
   m.impl("quantize_int8", &quantize_int8);
+  m.impl("gemv_int4", &gemv_int4);
+  m.impl("quantize_int4", &quantize_int4);
+  m.impl("stream_sum", &stream_sum);
 }
