@@ -30,7 +30,9 @@ from PySide6.QtWidgets import (
 import engine
 import resources
 from app import settings as opts
+from app.api_server import ApiServer, ApiServerDialog
 from app.draft import read_script
+from app.episode.mode import EpisodeMode
 from app.errors import UserError, describe
 from app.export_actions import ExportActions
 from app.geometry import fit_window
@@ -41,6 +43,7 @@ from app.model_settings import (
     ModelSettingsDialog,
     ask_before_download,
     missing_model_message,
+    remote_target,
 )
 from app.now_playing import NowPlaying
 from app.panels.history import HistoryPanel
@@ -79,19 +82,24 @@ class MainWindow(QMainWindow):
         self.last_error: UserError | None = None
         self.library_window = None
         self.model_dialog: ModelSettingsDialog | None = None
+        self.api_dialog: ApiServerDialog | None = None
+        self._render_target: object = False  # where renders go, once applied (None: this computer)
         self._closing = False
 
         self._build_widgets()
         self.menus = MenuBar(self, self.settings.get(opts.THEME), self.settings.get(opts.PLAY_WHILE_RENDERING))
         self._build_controllers()
         self._connect()
+        self.episode = EpisodeMode(self)  # the episode view beside the script view (app.episode.mode)
         self._restore_settings()
         self._restore_draft()
-        self.cast_panel.set_library(self.library, self.services.library_error)
+        self.apply_render_target()
         self.history_panel.set_history(self.history)
         self.show_store_notices(self.services.history_error)
         self.update_model_banner()
         self._update_render_state()
+        self.episode.restore()
+        self.api_server.restore()
 
     # ------------------------------------------------------------------ construction
 
@@ -169,6 +177,11 @@ class MainWindow(QMainWindow):
                                               self.render_script, lambda title, text: self.confirm(title, text), self)
         self.exporter = ExportActions(self.settings, self.tasks, self.player, self.now_playing,
                                       lambda: self.history, self, self)
+        self.api_server = ApiServer(self.queue, self.settings, lambda: self.services.library, lambda: self.history,
+                                    self)
+        self.api_server.historyChanged.connect(self.history_panel.reload)
+        self.api_server.errorRaised.connect(lambda error: self.statusBar().showMessage(
+            f"{error.title}: {error.message}", 10000))
 
     def _connect(self) -> None:
         self._connect_menus()
@@ -232,6 +245,7 @@ class MainWindow(QMainWindow):
         m.zoomRequested.connect(self.zoom_editor)
         m.libraryRequested.connect(self.open_library)
         m.modelSettingsRequested.connect(self.open_model_settings)
+        m.apiServerRequested.connect(self.open_api_server)
         m.folderRequested.connect(self._open_url)
 
     def _connect_rendering(self) -> None:
@@ -431,10 +445,32 @@ class MainWindow(QMainWindow):
     def open_model_settings(self) -> ModelSettingsDialog:
         dialog = ModelSettingsDialog(self.settings, self.tasks, self)
         dialog.finished.connect(lambda _r: self.update_model_banner())
+        dialog.accepted.connect(self.apply_render_target)
         dialog.downloadFinished.connect(lambda _ok: self.update_model_banner())
         dialog.open()
         self.model_dialog = dialog
         return dialog
+
+    def open_api_server(self) -> ApiServerDialog:
+        """Tools ▸ Local API server."""
+        if self.api_dialog is None:
+            self.api_dialog = ApiServerDialog(self.api_server, self)
+        self.api_dialog.show()
+        self.api_dialog.raise_()
+        return self.api_dialog
+
+    def apply_render_target(self) -> None:
+        """Renders and the voice library on this computer, or on the server Model settings names."""
+        target = remote_target(self.settings)
+        if target == self._render_target:
+            return
+        self._render_target = self.queue.remote = target
+        self.library, message = self.services.voice_library(target)
+        self.cast_panel.set_library(self.library, message)
+        if self.library_window is not None:  # it showed the other library: the next open builds a new one
+            self.library_window.shutdown()
+            self.library_window.close()
+            self.library_window = None
 
     def show_store_notices(self, history_error: str = "") -> None:
         """What opening the history and the voice library found (a lost database rebuilt, files moved
@@ -507,8 +543,10 @@ class MainWindow(QMainWindow):
             return
         self._closing = True
         self.document.save_draft()
+        self.episode.shutdown()
         self.save_settings()
         self.model_loading.close()
+        self.api_server.stop(remember=False)  # before the render queue: API renders in flight are cancelled
         self.services.stop()
         if self.library_window is not None:
             self.library_window.shutdown()

@@ -52,6 +52,7 @@ class MenuBar(QObject):
     zoomRequested = Signal(int)  # +1 larger, -1 smaller
     libraryRequested = Signal()
     modelSettingsRequested = Signal()
+    apiServerRequested = Signal()
     folderRequested = Signal(object)  # Path to show in the file manager
 
     def __init__(self, window: QMainWindow, theme: str, follow: bool) -> None:
@@ -142,6 +143,8 @@ class MenuBar(QObject):
     def _tools_menu(self, menu: QMenu) -> None:
         self._add(menu, "&Voice library…", self.libraryRequested.emit, "Ctrl+L", name="action_library")
         self._add(menu, "&Model settings…", self.modelSettingsRequested.emit, "Ctrl+,", name="action_model_settings")
+        self._add(menu, "Local &API server…", self.apiServerRequested.emit, name="action_api_server",
+                  tip="Let other programs render through the API (OpenAI-compatible), with this window's model")
         menu.addSeparator()
         self._add(menu, "Open the data folder", lambda: self.folderRequested.emit(engine.data_dir()))
         self._add(menu, "Open the log folder", lambda: self.folderRequested.emit(engine.data_dir() / "logs"))
@@ -190,7 +193,11 @@ def show_shortcuts(parent) -> None:
         parent, "Keyboard shortcuts",
         "Render: Ctrl+Enter or F5\nCancel render: Esc\nPlay / pause: Ctrl+P\nStop: Ctrl+.\n"
         "Save script: Ctrl+S\nExport audio: Ctrl+E\nSuggest tag or cue: Ctrl+Space\nNext issue: F8\n"
-        "Insert [S1] / [S2]: Ctrl+1 / Ctrl+2\nVoice library: Ctrl+L\nModel settings: Ctrl+,")
+        "Insert [S1] / [S2]: Ctrl+1 / Ctrl+2\nVoice library: Ctrl+L\nModel settings: Ctrl+,\n\n"
+        "Episode view (Ctrl+Shift+E): next / previous block: Alt+Down / Alt+Up\n"
+        "Next / previous take: Alt+Right / Alt+Left\nRegenerate block: Ctrl+R\nLock / unlock block: Ctrl+K\n"
+        "Play block: Ctrl+Shift+P\nRender all: Ctrl+Shift+Enter\nStop rendering: Ctrl+Shift+Esc\n"
+        "New episode: Ctrl+Shift+N")
 
 def show_about(parent) -> None:
     QMessageBox.about(parent, "About Dia Studio",

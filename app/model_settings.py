@@ -1,5 +1,5 @@
-"""Model settings: where the Dia model and DAC codec are, download with progress, device, precision; and the
-question asked before a render would download them."""
+"""Model settings: where renders run (this computer, or a Dia Studio server), where the Dia model and DAC codec
+are, download with progress, device, precision; and the question asked before a render would download them."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QVBoxLayout,
     QWidget,
 )
@@ -31,11 +32,16 @@ from PySide6.QtWidgets import (
 import engine
 from app import settings as opts
 from app.errors import describe
-from app.settings import Settings
+from app.remote import RemoteTarget
+from app.settings import Option, Settings
 from app.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
+LOCAL, SERVER = "local", "server"
+RENDER_ON = Option("model/render_on", LOCAL, str)  # LOCAL: this computer; SERVER: a Dia Studio server
+SERVER_URL = Option("model/server_url", "", str)
+SERVER_TOKEN = Option("model/server_token", "", str)  # in the private (0600) settings file
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
@@ -95,8 +101,18 @@ def engine_options(settings: Settings) -> engine.EngineOptions:
         offline=True if settings.get(opts.OFFLINE) else None)
 
 
+def remote_target(settings: Settings) -> RemoteTarget | None:
+    """The Dia Studio server renders go to, or None when they run on this computer."""
+    if settings.get(RENDER_ON) != SERVER:
+        return None
+    return RemoteTarget(settings.get(SERVER_URL).strip(), settings.get(SERVER_TOKEN).strip())
+
+
 def missing_model_message(settings: Settings) -> str:
-    """"" when model and codec are usable; otherwise what is missing and how to get it."""
+    """"" when model and codec are usable (or renders run on a server); otherwise what is missing and how to
+    get it."""
+    if remote_target(settings) is not None:
+        return ""
     problems = []
     for key, option, repo, what in PARTS:
         status = location_status(settings.get(option), repo)
@@ -117,7 +133,7 @@ def missing_model_message(settings: Settings) -> str:
 def downloads_needed(settings: Settings) -> list[tuple[str, LocationStatus]]:
     """The parts ("model"/"codec") that loading would download now; none when offline (then loading fails with a
     message instead)."""
-    if settings.get(opts.OFFLINE) or engine.hub_offline():
+    if settings.get(opts.OFFLINE) or engine.hub_offline() or remote_target(settings) is not None:
         return []
     found = [(key, location_status(settings.get(option), repo)) for key, option, repo, _what in PARTS]
     return [(key, status) for key, status in found if status.kind == "not_downloaded"]
@@ -204,6 +220,7 @@ class ModelSettingsDialog(QDialog):
         self.downloading = False
         self.last_error = None
 
+        self.render_on = self._render_on_box()
         self.model_edit, model_row, self.model_status = self._location_row(
             "model", f"{engine.DIA_REPO} (default)", "Dia model: a folder, a weight file or a Hugging Face repo id")
         self.codec_edit, codec_row, self.codec_status = self._location_row(
@@ -267,16 +284,59 @@ class ModelSettingsDialog(QDialog):
                       "computer. The files are downloaded once from Hugging Face.")
         note.setWordWrap(True)
         layout.addWidget(note)
+        layout.addWidget(self.render_on)
         layout.addWidget(where)
         layout.addWidget(run)
         layout.addWidget(buttons)
+        self.local_groups = (where, run)
 
         self.download_button.clicked.connect(self.start_download)
         self.cancel_download.clicked.connect(self.stop_download)
         self.offline.toggled.connect(self.refresh_status)
+        self.on_server.toggled.connect(self._show_render_on)
         self.load()
         self.resize(640, self.sizeHint().height())
         self._fit_to_contents()
+
+    def _render_on_box(self) -> QGroupBox:
+        """"Render on: This computer | A Dia Studio server" with the server's address and token."""
+        box = QGroupBox("Render on")
+        self.on_local = QRadioButton("This computer")
+        self.on_local.setObjectName("render_on_local")
+        self.on_server = QRadioButton("A Dia Studio server")
+        self.on_server.setObjectName("render_on_server")
+        self.on_server.setToolTip("A computer running dia-studio serve (or Dia Studio's Tools ▸ Local API server): "
+                                  "renders and the voice library use it")
+        self.server_url = QLineEdit()
+        self.server_url.setObjectName("server_url")
+        self.server_url.setPlaceholderText("http://192.168.1.20:8765")
+        self.server_url.setAccessibleName("Server address")
+        self.server_token = QLineEdit()
+        self.server_token.setObjectName("server_token")
+        self.server_token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.server_token.setPlaceholderText("the token the server printed")
+        self.server_token.setAccessibleName("Server token")
+        choice = QHBoxLayout()
+        choice.addWidget(self.on_local)
+        choice.addWidget(self.on_server)
+        choice.addStretch(1)
+        self.server_fields = QWidget()
+        fields = QFormLayout(self.server_fields)
+        fields.setContentsMargins(0, 0, 0, 0)
+        fields.addRow("Address", self.server_url)
+        fields.addRow("Token", self.server_token)
+        column = QVBoxLayout(box)
+        column.addLayout(choice)
+        column.addWidget(self.server_fields)
+        return box
+
+    def _show_render_on(self, *_args) -> None:
+        remote = self.on_server.isChecked()
+        self.server_fields.setVisible(remote)
+        for group in self.local_groups:
+            group.setEnabled(not remote)
+        if self.isVisible():
+            self._fit_to_contents()
 
     def _location_row(self, key: str, placeholder: str, tip: str):
         edit = QLineEdit()
@@ -319,6 +379,10 @@ class ModelSettingsDialog(QDialog):
         self.dtype.setCurrentText(s.get(opts.DTYPE) if s.get(opts.DTYPE) in DTYPE_CHOICES else "auto")
         self.quantize.setChecked(s.get(opts.QUANTIZE))
         self.offline.setChecked(s.get(opts.OFFLINE))
+        (self.on_server if s.get(RENDER_ON) == SERVER else self.on_local).setChecked(True)
+        self.server_url.setText(s.get(SERVER_URL))
+        self.server_token.setText(s.get(SERVER_TOKEN))
+        self._show_render_on()
         self.refresh_status()
 
     def save(self) -> None:
@@ -329,6 +393,9 @@ class ModelSettingsDialog(QDialog):
         s.set(opts.DTYPE, self.dtype.currentText())
         s.set(opts.QUANTIZE, self.quantize.isChecked())
         s.set(opts.OFFLINE, self.offline.isChecked())
+        s.set(RENDER_ON, SERVER if self.on_server.isChecked() else LOCAL)
+        s.set(SERVER_URL, self.server_url.text().strip())
+        s.set(SERVER_TOKEN, self.server_token.text().strip())
 
     def accept(self) -> None:
         if self.downloading:

@@ -19,7 +19,7 @@ from app.now_playing import NowPlaying
 from app.playback import BUFFERING, PLAYING, AudioPlayer
 from app.settings import Settings
 from app.take import Take, cast_names, entry_cast_names, take_warnings
-from app.workers import JobOutcome, RenderJob, RenderQueue
+from app.workers import API, JobOutcome, RenderJob, RenderQueue
 
 UNKNOWN_LENGTH_SECONDS = 10.0  # what the live waveform expects when a job has no estimate
 
@@ -88,6 +88,8 @@ class RenderController(QObject):
     def _render_started(self, job: RenderJob) -> None:
         """Stream the render into the player (live waveform, partial kept on cancel) unless another
         take is playing; play along when asked to."""
+        if job.work is not None or job.origin == API:  # an episode block, an API render: not the user's take
+            return
         take = self.now_playing.take
         if self.player.state in (PLAYING, BUFFERING) and (take is None or take.job_id is None):
             return
@@ -101,14 +103,20 @@ class RenderController(QObject):
             self.player.play()
 
     def _job_changed(self, job: RenderJob) -> None:
+        if job.work is not None:  # an episode block: the episode view follows it
+            return
         if job is self.queue.current:
             self.jobShown.emit(job)
 
     def _audio_chunk(self, job: RenderJob, chunk: engine.AudioChunk) -> None:
+        if job.work is not None:  # an episode block: the episode view follows it
+            return
         if self.player.source == ("job", job.id):
             self.player.append(chunk.samples, chunk.start)
 
     def _job_finished(self, job: RenderJob, outcome: JobOutcome) -> None:
+        if job.work is not None or job.origin == API:  # an episode block, an API render: not the user's take
+            return
         result, entry = outcome.result, outcome.entry
         self.seedUsed.emit(result.seed)
         warnings = take_warnings(result.stop_reason, result.warnings)
@@ -133,6 +141,8 @@ class RenderController(QObject):
             self.errorRaised.emit(outcome.history_error)
 
     def _job_failed(self, job: RenderJob, error: UserError) -> None:
+        if job.work is not None or job.origin == API:  # an episode block, an API render: their own callers say it
+            return
         if self.player.source == ("job", job.id):
             self.player.end_stream()
         self.resultShown.emit(f"Failed: {error.title}", False)
@@ -147,6 +157,8 @@ class RenderController(QObject):
         self.errorRaised.emit(error)
 
     def _job_cancelled(self, job: RenderJob) -> None:
+        if job.work is not None:  # an episode block: the episode view follows it
+            return
         if job.state != "cancelled":
             return
         if self.player.source == ("job", job.id):

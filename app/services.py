@@ -11,6 +11,7 @@ from typing import Any
 import engine
 from app.errors import describe
 from app.playback import AudioPlayer
+from app.remote import RemoteLibrary, RemoteTarget
 from app.tasks import TaskRunner
 from app.workers import RenderQueue
 
@@ -39,6 +40,21 @@ class Services:
     tasks: TaskRunner
     history_error: str = ""
     library_error: str = ""
+    remote_library: RemoteLibrary | None = None  # the server's, while renders go to a Dia Studio server
+
+    def voice_library(self, target: RemoteTarget | None) -> tuple[Any | None, str]:
+        """The voice library the windows use: this computer's, or ``target``'s (a server); with why
+        it can't be used."""
+        if self.remote_library is not None:
+            self.remote_library.close()
+            self.remote_library = None
+        if target is None:
+            return self.library, self.library_error
+        try:
+            self.remote_library = RemoteLibrary(target)
+        except engine.DiaStudioError as exc:
+            return None, describe(exc).message
+        return self.remote_library, ""
 
     def stop(self) -> None:
         """Stop background work: renders, playback, tasks."""
@@ -48,7 +64,7 @@ class Services:
 
     def close_stores(self) -> None:
         """Close the history and the library (after ``stop``: nothing may still write to them)."""
-        for store in (self.history, self.library):
+        for store in (self.history, self.library, self.remote_library):
             if store is not None:
                 store.close()
 

@@ -4,6 +4,11 @@ The engine is loaded lazily by the first render (and again only when the model s
 Each job has a ``threading.Event`` the GUI sets to cancel; the engine polls it every step, so a
 cancel takes effect within one decoder step. The worker never touches widgets: it reports through
 signals, which Qt queues to the GUI thread.
+
+Where a job renders is its ``remote``: None for this computer's engine, else a Dia Studio server
+(``app.remote``), which streams audio and progress the same way, so nothing above the worker cares.
+Jobs the local API server posts (``origin="api"``) carry their prepared request and a ``listener``
+that gets their audio and outcome on the render thread; they share the one engine.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 import engine
 from app.errors import UserError, describe
+from app.remote import RemoteEngine, RemoteLibrary, RemoteTarget
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +37,18 @@ ETA_MIN_STEPS = 8  # no time left is shown before this many steps (the first one
 QUEUED, LOADING, RENDERING, DONE, FAILED, CANCELLED = "queued", "loading", "rendering", "done", "failed", "cancelled"
 STATE_LABELS = {QUEUED: "Queued", LOADING: "Loading model", RENDERING: "Rendering", DONE: "Done",
                 FAILED: "Failed", CANCELLED: "Cancelled"}
+API = "api"
+"""``RenderJob.origin`` of renders the local API server asked for (the server stores them, "via API")."""
 _ids = itertools.count(1)
+
+
+class JobListener(Protocol):
+    """Follows one job on the render thread (the local API server waiting for its render)."""
+
+    def audio(self, chunk: engine.AudioChunk) -> None: ...
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Called once: the job's result, or why there is none."""
 
 
 @dataclass
@@ -52,6 +70,13 @@ class RenderJob:
     entry_id: int | None = None
     seed: int | None = None
     queued_at: float = field(default_factory=time.time)
+    work: Callable | None = field(default=None, repr=False)
+    """Renders the job itself instead of ``script`` with ``cast`` (an episode block, which keeps its
+    own takes, not in the history): ``work(engine, on_progress, on_audio, should_stop) -> RenderResult``."""
+    origin: str = ""  # API for the local API server's renders
+    request: engine.RenderRequest | None = None  # prepared (voices assembled) instead of script + cast
+    listener: JobListener | None = field(default=None, repr=False)
+    remote: RemoteTarget | None = None  # the server it renders on (None: this computer); set when queued
 
     @property
     def finished(self) -> bool:
@@ -148,25 +173,60 @@ class EngineWorker(QObject):
         try:
             if job.stop.is_set():
                 raise engine.CancelledError("cancelled before it started")
-            dia = self._ensure_engine(job)
-            voice = self._voice(job)
-            self.started.emit(job.id)
-            last = [0.0]
-
-            def on_progress(p: engine.RenderProgress) -> None:
-                now = time.monotonic()
-                if p.stage != "generate" or now - last[0] >= PROGRESS_INTERVAL or p.step >= p.max_steps:
-                    last[0] = now
-                    self.progress.emit(job.id, p)
-
-            result = dia.render(engine.RenderRequest(job.script, job.params, voice), on_progress=on_progress,
-                                on_audio=lambda chunk: self.audio.emit(job.id, chunk), should_stop=job.stop.is_set)
-            entry, history_error = self._store(job, result, voice)
+            result, cast = self._render(job)
+            stored = job.work is None and job.origin != API  # the API server stores its own renders
+            entry, history_error = self._store(job, result, cast) if stored else (None, None)
+            _tell(job, result)
             self.finished.emit(job.id, JobOutcome(result, entry, history_error))
-        except engine.CancelledError:
+        except engine.CancelledError as exc:
+            _tell(job, error=exc)
             self.cancelled.emit(job.id)
         except BaseException as exc:  # every failure becomes a message, never a traceback
+            _tell(job, error=exc)
             self.failed.emit(job.id, describe(exc))
+
+    def _render(self, job: RenderJob) -> tuple[engine.RenderResult, dict[str, engine.CastMember]]:
+        """Render on this computer's engine or on the job's server: the result and its cast."""
+        last = [0.0]
+
+        def on_progress(p: engine.RenderProgress) -> None:
+            now = time.monotonic()
+            if p.stage != "generate" or now - last[0] >= PROGRESS_INTERVAL or p.step >= p.max_steps:
+                last[0] = now
+                self.progress.emit(job.id, p)
+
+        def on_audio(chunk: engine.AudioChunk) -> None:
+            if job.listener is not None:
+                job.listener.audio(chunk)
+            self.audio.emit(job.id, chunk)
+
+        if job.remote is not None and job.work is None:
+            self.started.emit(job.id)
+            result = RemoteEngine(job.remote).render(job.script, job.params, job.cast, on_progress=on_progress,
+                                                     on_audio=on_audio, should_stop=job.stop.is_set)
+            return result, self._remote_cast(job)
+        dia = self._ensure_engine(job)
+        if job.work is not None:
+            self.started.emit(job.id)
+            return job.work(dia, on_progress, on_audio, job.stop.is_set), {}
+        request = job.request or engine.RenderRequest(job.script, job.params, self._voice(job))
+        self.started.emit(job.id)
+        result = dia.render(request, on_progress=on_progress, on_audio=on_audio, should_stop=job.stop.is_set)
+        speakers = getattr(request.voice, "speakers", {}) or {}
+        return result, {tag: engine.CastMember(s.id, s.speaker_name) for tag, s in speakers.items()}
+
+    def _remote_cast(self, job: RenderJob) -> dict[str, engine.CastMember]:
+        """The names of the server's voices the job used (for the history), as far as they are known."""
+        chosen = {tag: vid for tag, vid in job.cast.items() if vid is not None}
+        samples = {}
+        if chosen:
+            try:
+                with RemoteLibrary(job.remote) as library:
+                    samples = {s.id: s for s in library.list()}
+            except engine.DiaStudioError:
+                pass
+        return {tag: engine.CastMember(vid, samples[vid].speaker_name if vid in samples else f"voice {vid}")
+                for tag, vid in chosen.items()}
 
     @Slot()
     def warm_up(self) -> None:
@@ -200,22 +260,26 @@ class EngineWorker(QObject):
             raise engine.StorageError("The voice library can't be opened.")
         return engine.assemble_prompt(library, chosen)
 
-    def _store(self, job: RenderJob, result: engine.RenderResult, voice) -> tuple:
+    def _store(self, job: RenderJob, result: engine.RenderResult, cast: dict[str, engine.CastMember]) -> tuple:
         history = self._history()
         if history is None:
             return None, UserError("The render was not saved", "The history can't be opened.")
-        speakers = getattr(voice, "speakers", {}) or {}
-        cast = {tag: engine.CastMember(sample.id, sample.speaker_name) for tag, sample in speakers.items()}
         options = job.options
+        model = job.remote.base if job.remote is not None else options.model or engine.DIA_REPO
         try:
             entry = history.add(script=job.script, audio_samples=result.audio, sample_rate=result.sample_rate,
                                 params=result.params, seed=result.seed,
                                 render_seconds=result.timings.get("total", 0.0), cast=cast,
-                                model=options.model or engine.DIA_REPO, stop_reason=result.stop_reason,
+                                model=model, stop_reason=result.stop_reason,
                                 warnings=result.warnings)
             return entry, None
         except BaseException as exc:  # the audio is still delivered even if saving fails
             return None, describe(exc)
+
+
+def _tell(job: RenderJob, result: Any = None, error: BaseException | None = None) -> None:
+    if job.listener is not None:
+        job.listener.finish(result, error)
 
 
 class RenderQueue(QObject):
@@ -243,6 +307,8 @@ class RenderQueue(QObject):
         super().__init__(parent)
         self.jobs: list[RenderJob] = []
         self.current: RenderJob | None = None
+        self.remote: RemoteTarget | None = None
+        """Where new jobs render: None for this computer, else a Dia Studio server."""
         self.thread = QThread()
         self.thread.setObjectName("dia-render")
         self.worker = EngineWorker(history, library)
@@ -282,6 +348,8 @@ class RenderQueue(QObject):
     def submit(self, job: RenderJob) -> RenderJob:
         if self._closed:
             raise RuntimeError("the render queue is shut down")
+        # the API server's renders use this computer's engine: their voices are this computer's library
+        job.remote = self.remote if job.origin != API else None
         self.jobs.append(job)
         self.jobAdded.emit(job)
         self._next()
@@ -293,6 +361,7 @@ class RenderQueue(QObject):
             return
         job.stop.set()
         if job is not self.current:  # still queued: cancelled at once
+            _tell(job, error=engine.CancelledError("cancelled before it started"))
             self._set(job, CANCELLED, 0.0, "Cancelled")
             self.jobCancelled.emit(job)
         else:

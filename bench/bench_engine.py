@@ -250,8 +250,8 @@ def worker_agree(args) -> dict:
     import torch
 
     import bench.no_eos  # noqa: F401
-    from engine.generate import generate_codes
     from engine import native
+    from engine.generate import generate_codes
     from engine.model.checkpoint import load_dia
     from engine.model.layers import Linear
     from engine.model.tokenizer import encode_text

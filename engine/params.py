@@ -12,8 +12,9 @@ import math
 import numbers
 import reprlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from engine.constants import TRAINED_POSITIONS
 from engine.errors import InvalidParameterError

@@ -27,8 +27,7 @@ from engine.model.dac_checkpoint import load_dac
 from engine.model.dac_stream import StreamingDacDecoder
 from engine.model.hub import DAC_REPO, DIA_REPO, DownloadProgress, resolve_model
 from engine.model.tokenizer import encode_text
-from engine.params import GenerationParams, resolve_seed
-from engine.sampling import SamplingSettings
+from engine.params import resolve_seed
 from engine.requests import (
     QUANTIZE_MODES,
     AudioChunk,
@@ -39,6 +38,7 @@ from engine.requests import (
     RenderResult,
     prepare_text,
 )
+from engine.sampling import SamplingSettings
 from engine.voice_prompt import VoicePrompt
 
 
@@ -55,7 +55,7 @@ class DiaEngine:
     @classmethod
     def load(cls, options: EngineOptions = EngineOptions(), *,
              on_progress: Callable[[LoadProgress], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> "DiaEngine":
+             should_stop: Callable[[], bool] | None = None) -> DiaEngine:
         """Find (or download) and load the model and codec; raises typed errors on every failure."""
         t0 = time.perf_counter()
         report = on_progress or (lambda _p: None)
@@ -133,7 +133,8 @@ class DiaEngine:
         timings.update(prefill=result.prefill_seconds, generate=result.decode_seconds)
         positions = result.prompt_frames + 1 + result.steps
         if positions > self.model.cfg.dec_max_positions:
-            warnings += (f"prompt plus audio used {positions} decoder positions, more than the {self.model.cfg.dec_max_positions} "
+            trained = self.model.cfg.dec_max_positions
+            warnings += (f"prompt plus audio used {positions} decoder positions, more than the {trained} "
                          "Dia was trained on; the end may degrade. Use a shorter voice sample or split the script.",)
         if result.codes.shape[0] == 0:
             raise GenerationError("the model ended the audio immediately and produced no sound; try another seed")

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from engine.errors import StorageError
 from engine.files import (
@@ -31,7 +31,7 @@ from engine.files import (
     make_private,
 )
 
-Migration = Union[str, Callable[[sqlite3.Connection], None]]
+Migration = str | Callable[[sqlite3.Connection], None]
 """An SQL script, or a function that performs the upgrade on the connection."""
 
 DEFAULT_DAMAGED_HINT = "Rename the file (e.g. add '.damaged' to its name) and start Dia Studio again."

@@ -18,6 +18,7 @@ QT = {"PySide6", "PyQt5", "PyQt6", "shiboken6"}
 APP_MAY_IMPORT = {
     "engine.files": "the project's one atomic-write helper, for the app's own files (settings, draft)",
     "engine.cli": "the launcher hands `dia-studio <subcommand>` to the command line, which is engine code",
+    "engine.server": "Tools → Local API server serves the engine's HTTP API package (its public names)",
 }
 
 

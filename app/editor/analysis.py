@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import engine
 
-
 EditorIssue = engine.ScriptIssue
 """The engine's issue, with ``start``/``end`` converted to Qt document positions by ``check``."""
 

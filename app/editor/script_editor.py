@@ -96,12 +96,16 @@ class ScriptEditor(QPlainTextEdit):
         if text == self._checked_text:
             return
         self._checked_text = text
-        self._issues = analysis.check(text, prefix_tokens=self._prefix_tokens) if text.strip() else []
+        self._issues = self.find_issues(text) if text.strip() else []
         self.highlighter.set_issues(self._issues)
         self._gutter.update()
         self.issuesChanged.emit(self.issues)
         self._last_cursor_issue = None
         self._cursor_moved()
+
+    def find_issues(self, text: str) -> list[EditorIssue]:
+        """The issues of ``text`` in document positions (an episode editor checks its own syntax)."""
+        return analysis.check(text, prefix_tokens=self._prefix_tokens)
 
     def issue_at(self, position: int) -> EditorIssue | None:
         """The most severe issue covering this document position."""

@@ -369,7 +369,7 @@ class LibraryWindow(QMainWindow):
             self.importing += 1
             self.status.setText(f"Importing {path.name}…")
 
-            def work(path=path, name=name, transcript=transcript):
+            def work(path=path, name=name, transcript=transcript, library=library):
                 return library.add(path, speaker_name=name[:80], transcript=transcript)
 
             def done(sample, path=path) -> None:

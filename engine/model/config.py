@@ -16,10 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.constants import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE, TRAINED_POSITIONS  # noqa: F401  (re-exported)
 from engine.errors import CheckpointError
 from engine.model.weights_io import read_json
-
-from engine.constants import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE, TRAINED_POSITIONS  # noqa: F401  (re-exported)
 
 # Sane bounds (inclusive): generous multiples of Dia-1.6B's sizes, yet small enough that no single
 # value can make building the model run away. The weights' files bound the total (see checkpoint.py).

@@ -174,8 +174,7 @@ def download_repo(repo_id: str, *, progress: Callable[[DownloadProgress], None] 
     ``CancelledError`` as soon as ``should_stop()`` is true.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError)
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     if hub_offline():  # checked here too: the probe below would otherwise reach the network
         raise ModelNotFoundError(f"offline mode is on (HF_HUB_OFFLINE is set), so the model {repo_id} can't be "

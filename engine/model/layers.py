@@ -78,7 +78,7 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features, self.kind = in_features, out_features, kind
 
     @classmethod
-    def from_linear(cls, linear: "Linear", kind: str) -> "PackedLinear":
+    def from_linear(cls, linear: Linear, kind: str) -> PackedLinear:
         w = linear.weight.detach().float()
         if kind != "int8":
             raise ValueError(f"unknown packed kind {kind!r}")
@@ -109,7 +109,7 @@ class Int8Linear(nn.Module):
         self.act_dtype = act_dtype
 
     @classmethod
-    def from_linear(cls, linear: "Linear", act_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
+    def from_linear(cls, linear: Linear, act_dtype: torch.dtype = torch.bfloat16) -> Int8Linear:
         w = linear.weight.detach().float()
         scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)
@@ -132,7 +132,7 @@ class NativeInt8Linear(Int8Linear):
     native_rows = 4
 
     @classmethod
-    def from_linear(cls, linear: "Linear", act_dtype: torch.dtype = torch.float32) -> "NativeInt8Linear":
+    def from_linear(cls, linear: Linear, act_dtype: torch.dtype = torch.float32) -> NativeInt8Linear:
         q, scales = native.quantize_int8(linear.weight.detach())  # one pass: ~20x faster at load
         return cls(q, scales, torch.float32)
 

@@ -19,7 +19,7 @@ import os
 import platform
 import shutil
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -75,7 +75,7 @@ def build(root: Path | None = None, verbose: bool = False) -> Path:
     return Path(path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(root: str | None) -> str:
     """Load the built library once; returns its ISA ("" when it is missing, stale or disabled)."""
     if os.environ.get("DIA_STUDIO_NATIVE", "1") == "0":

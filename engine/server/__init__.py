@@ -14,12 +14,12 @@ import importlib
 
 _EXPORTS = {
     "engine.server.app": ["create_app"],
-    "engine.server.backend": ["EngineBackend", "RenderBackend", "model_id_for"],
-    "engine.server.config": ["ServerConfig", "is_loopback", "resolve_token"],
+    "engine.server.backend": ["EngineBackend", "EngineRunner", "RenderBackend", "model_id_for"],
+    "engine.server.config": ["DEFAULT_PORT", "ServerConfig", "is_loopback", "resolve_token"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["EngineBackend", "RenderBackend", "ServerConfig", "create_app", "is_loopback", "model_id_for",
-           "resolve_token"]
+__all__ = ["DEFAULT_PORT", "EngineBackend", "EngineRunner", "RenderBackend", "ServerConfig", "create_app",
+           "is_loopback", "model_id_for", "resolve_token"]
 
 
 def __getattr__(name: str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import time
@@ -30,9 +31,10 @@ from engine import (
     VoiceLibrary,
 )
 from engine.server import formats
-from engine.server.backend import RenderBackend
+from engine.server.backend import EngineRunner, RenderBackend
 from engine.server.config import MAX_UPLOAD_BYTES, ServerConfig
 from engine.server.errors import ApiError, from_engine
+from engine.server.longform import render_long
 from engine.server.queue import Job, RenderQueue
 from engine.server.render import (
     SPEED_RANGE,
@@ -96,6 +98,8 @@ class ServerState:
         self.library = library
         self.history = history
         self.started = int(time.time())
+        self.long_form = isinstance(backend, EngineRunner)
+        """Whether scripts longer than one render are taken (through the episode engine)."""
 
     def check_model(self, requested: str | None, *, required: bool) -> None:
         known = {self.backend.model_id, "dia", *OPENAI_MODEL_ALIASES}
@@ -232,8 +236,9 @@ def _raise_error(value: object) -> None:
 
 
 async def _submit(state: ServerState, plan: Plan, *, stream: bool) -> Job:
+    run = functools.partial(render_long, plan.long) if plan.long is not None else None
     job = Job(plan.request, asyncio.get_running_loop(), stream=stream,
-              after=lambda result: _store_quietly(state, plan, result))
+              after=lambda result: _store_quietly(state, plan, result), run=run)
     return state.queue.submit(job)
 
 
@@ -260,6 +265,8 @@ async def _render_whole(state: ServerState, plan: Plan, request: Request, fmt: f
     headers = {"X-Dia-Seed": str(result.seed)}
     if job.extra is not None:
         headers["X-Dia-History-Id"] = str(job.extra)
+    if job.blocks is not None:  # a long script, rendered block by block
+        headers["X-Dia-Blocks"] = str(job.blocks[1])
     return Response(body, media_type=fmt.media_type, headers=headers)
 
 
@@ -337,7 +344,8 @@ def _add_render_routes(app: FastAPI, state: ServerState) -> None:
         text = check_input(body.input, state.config.max_input_chars)
         state.check_model(body.model, required=False)
         params = _params(state, {name: getattr(body, name) for name in param_names})
-        plan = await run_in_threadpool(build_plan, state.library, text, params, body.speakers)
+        plan = await run_in_threadpool(build_plan, state.library, text, params, body.speakers,
+                                       long_form=state.long_form)
         return await _render_whole(state, plan, request, formats.FORMATS["wav"])
 
     @app.post("/v1/audio/speech", response_class=Response, tags=["render"],
@@ -355,8 +363,10 @@ def _add_render_routes(app: FastAPI, state: ServerState) -> None:
         engine_speed, post_speed = split_speed(speed)
         params = _params(state, {**{name: getattr(body, name, None) for name in param_names},
                                  "speed_factor": engine_speed})
-        speakers = await run_in_threadpool(_speech_voice, state.library, body.voice)
-        plan = await run_in_threadpool(build_plan, state.library, text, params, speakers, post_speed=post_speed)
+        speakers = body.speakers if body.speakers is not None else await run_in_threadpool(
+            _speech_voice, state.library, body.voice)
+        plan = await run_in_threadpool(build_plan, state.library, text, params, speakers, post_speed=post_speed,
+                                       long_form=state.long_form)
         if post_speed != 1.0:  # the second tempo pass needs the whole render
             if body.stream_format == "sse":
                 return await _render_streamed_after(state, plan, request, fmt)
@@ -453,6 +463,18 @@ def _add_library_routes(app: FastAPI, state: ServerState) -> None:
              summary="One voice", responses=_responses(400, 404))
     async def get_sample(sample_id: ItemId) -> VoiceSampleOut:
         return _sample_out(await run_in_threadpool(_sample_or_404, library, sample_id))
+
+    @app.get("/v1/voice/samples/{sample_id}/audio", response_class=Response, tags=["voices"],
+             summary="A voice's prompt audio (FLAC, 44.1 kHz mono), to listen to",
+             responses=_responses(400, 404, audio=("audio/flac",)))
+    async def sample_audio(sample_id: ItemId) -> Response:
+        def read() -> bytes:
+            try:
+                return _sample_or_404(library, sample_id).paths.audio.read_bytes()
+            except OSError:
+                raise ApiError("not_found", f"the audio of voice {sample_id} is missing") from None
+
+        return Response(await run_in_threadpool(read), media_type="audio/flac")
 
     @app.patch("/v1/voice/samples/{sample_id}", response_model=VoiceSampleOut, tags=["voices"],
                summary="Rename a voice, edit its transcript, make it the default",

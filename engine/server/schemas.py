@@ -78,6 +78,9 @@ class SpeechRequest(BaseModel):
     cfg_filter_top_k: StrictInt | None = _param("cfg_filter_top_k")
     max_new_tokens: StrictInt | None = _param("max_new_tokens")
     seed: StrictInt | None = _param("seed")
+    speakers: dict[StrictStr, VoiceRef | None] | None = Field(
+        None, description='A Dia extension, as in /v1/voice/generations: maps "S1"/"S2" to library voices; '
+                          'when given (even {}), it replaces voice.')
 
 
 class ErrorDetail(BaseModel):
@@ -164,6 +167,9 @@ class QueueState(BaseModel):
     waiting: int
     capacity: int
     rendered: int
+    blocks_done: int | None = Field(None, description="Blocks finished of the script rendering now, when it is "
+                                                       "longer than one render (rendered block by block)")
+    blocks_total: int | None = Field(None, description="Blocks of that script in all")
 
 
 class Health(BaseModel):

@@ -19,8 +19,14 @@ import pytest
 from engine.cli import build_parser, download_targets
 from engine.errors import ModelNotFoundError
 from engine.model.hub import DAC_REPO, DIA_REPO, RETRY_DELAYS_S, resolve_model
-from tests.engine.test_hub import fake_hub  # noqa: F401 - the fixture behind ``hub``
-from tests.engine.test_hub import SHARDED_NEEDED, SHARDED_REPO, SINGLE_REPO, repo_cache, socket_bound_but_closed
+from tests.engine.test_hub import (
+    SHARDED_NEEDED,
+    SHARDED_REPO,
+    SINGLE_REPO,
+    fake_hub,  # noqa: F401 - the fixture behind ``hub``
+    repo_cache,
+    socket_bound_but_closed,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 WATCHDOG_S = 20  # the subprocess's own start-up (imports) comes on top of the engine's bounded wait

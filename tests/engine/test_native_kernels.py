@@ -1,6 +1,7 @@
 """The native CPU kernels (engine/native): GEMVs and single-query attention against float64
-references, every instruction-set path, loading rules, and their use by the model. CI builds them (scripts/setup.sh) and sets DIA_STUDIO_REQUIRE_NATIVE=1, so
-a broken build fails there instead of being skipped."""
+references, every instruction-set path, loading rules, and their use by the model. CI builds them
+(scripts/setup.sh) and sets DIA_STUDIO_REQUIRE_NATIVE=1, so a broken build fails there instead of
+being skipped."""
 
 from __future__ import annotations
 
