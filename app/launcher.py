@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def opens_in_window(arg: str) -> bool:
+    """``dia-studio EP.diaproj`` (or ``script.txt``): a file for the window, not a subcommand."""
+    from app.main import OPENABLE_SUFFIXES
+
+    return not arg.startswith("-") and arg.lower().endswith(OPENABLE_SUFFIXES)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``dia-studio`` with ``argv`` (default: the command line); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -44,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if first in HELP_FLAGS:
         build_parser().print_help()
         return 0
-    if first and not first.startswith("--self-test"):
+    if first and not first.startswith("--self-test") and not opens_in_window(first):
         from engine.cli import main as cli_main
 
         return cli_main(argv)

@@ -117,6 +117,14 @@ def self_test_request(argv: list[str]) -> tuple[bool, str | None, list[str]]:
     return wanted, report, rest
 
 
+OPENABLE_SUFFIXES = (".diaproj", ".txt", ".dia")
+
+
+def files_to_open(args: list[str]) -> list[str]:
+    """The episode projects and scripts named on the command line (Qt's own options are left alone)."""
+    return [a for a in args if not a.startswith("-") and a.lower().endswith(OPENABLE_SUFFIXES)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the window (or, with ``--self-test``, check the install); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -139,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_theme(app, settings.get(opts.THEME))
     window = MainWindow(settings, create_services())  # the window stops and closes them on shutdown
     window.show()
+    for path in files_to_open(qt_args):  # `dia-studio EP.diaproj` or a script, from a terminal or a file manager
+        window.episode.open_any(path)
     code = app.exec()
     window.shutdown()
     log.info("Dia Studio closed")

@@ -64,7 +64,8 @@ _EXPORTS = {
     "engine.episode": ["EpisodeProject", "parse_episode", "check_episode", "split_episode", "render_episode",
                        "regenerate_block", "export_project", "ProjectCorruptError", "VoiceInput", "VoiceCost",
                        "SplitSettings", "EpisodeProgress", "MasterSettings", "master_episode",
-                       "cast_voice_from_take", "pending_blocks", "PROJECT_SUFFIX", "model_key", "engine_settings"],
+                       "cast_voice_from_take", "pending_blocks", "PROJECT_SUFFIX", "model_key", "engine_settings",
+                       "EpisodeMetadata", "LOUDNESS_PRESETS"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

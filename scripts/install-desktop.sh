@@ -45,10 +45,13 @@ install -m 644 "$RES/icons/dia-studio.svg" "$ICONS/scalable/apps/dia-studio.svg"
 # Desktop entry Exec values quote paths with spaces in double quotes.
 exec_path=$EXE
 case "$EXE" in *" "*) exec_path="\"$EXE\"" ;; esac
-sed -e "s|^Exec=.*|Exec=$exec_path|" -e "s|^TryExec=.*|TryExec=$EXE|" "$RES/dia-studio.desktop" \
+sed -e "s|^Exec=.*|Exec=$exec_path %f|" -e "s|^TryExec=.*|TryExec=$EXE|" "$RES/dia-studio.desktop" \
   > "$APPS/dia-studio.desktop"
 chmod 644 "$APPS/dia-studio.desktop"
 ln -sfn "$EXE" "$BIN/dia-studio"
+# .diaproj files open in Dia Studio (the MIME type the .desktop entry declares)
+install -D -m 644 "$RES/dia-studio-mime.xml" "$HOME/.local/share/mime/packages/dia-studio.xml"
+command -v update-mime-database >/dev/null 2>&1 && update-mime-database "$HOME/.local/share/mime" || true
 refresh
 echo "Installed: $APPS/dia-studio.desktop -> $EXE"
 echo "Icons under $ICONS; command: $BIN/dia-studio (add ~/.local/bin to PATH if it is not)."
