@@ -91,6 +91,26 @@ class _Call:
         raise engine.GenerationError(describe(self.error).message)
 
 
+class _StoppableEngine:
+    """The app's engine as a long script's episode render sees it: each block's render also stops when
+    the job is cancelled in the app's Queue (the render itself only knows the server's cancel, which
+    follows the client)."""
+
+    def __init__(self, dia: engine.DiaEngine, stopped: Callable[[], bool]) -> None:
+        self._dia = dia
+        self._stopped = stopped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dia, name)
+
+    def render(self, request: engine.RenderRequest, *, should_stop: Callable[[], bool] | None = None,
+               **kwargs: Any) -> engine.RenderResult:
+        def stop() -> bool:
+            return self._stopped() or (should_stop is not None and should_stop())
+
+        return self._dia.render(request, should_stop=stop, **kwargs)
+
+
 class AppBackend(QObject):
     """``engine.server``'s ``RenderBackend`` (and ``EngineRunner``) for the app: every request is a job
     on the app's render queue, rendered by its one engine. Lives in the GUI thread; ``render`` and
@@ -133,11 +153,12 @@ class AppBackend(QObject):
         return self._wait(job, call, should_stop)
 
     def with_engine(self, work: Callable[[engine.DiaEngine], Any]) -> Any:
-        """Run ``work`` with the app's engine, as one job (a long script through the episode engine)."""
+        """Run ``work`` with the app's engine, as one job (a long script through the episode engine);
+        cancelling the job in the Queue stops it like a client that went away."""
         call = _Call(None)
         job = RenderJob(script="", params=engine.GenerationParams(), options=engine.EngineOptions(),
                         title=TITLE_PREFIX + "a long script, block by block", origin=API,
-                        work=lambda dia, *_args: work(dia), listener=call)
+                        work=lambda dia, _progress, _audio, stop: work(_StoppableEngine(dia, stop)), listener=call)
         return self._wait(job, call, lambda: False)
 
     def _wait(self, job: RenderJob, call: _Call, should_stop: Callable[[], bool]) -> Any:

@@ -1,7 +1,8 @@
 """The app as a client of a Dia Studio server (``dia-studio serve``): renders and the voice library over HTTP.
 
 ``RemoteEngine`` renders what the app's render worker asks for through ``POST /v1/audio/speech``
-(streamed WAV, so playback starts while the server renders) with progress and cancel;
+(streamed WAV, so playback starts while the server renders) with progress and cancel, and an
+episode's blocks one request each (``render_block``: the block's server voices as S1/S2, its seed);
 ``RemoteLibrary`` offers the voice-library operations the windows use (list, add, rename,
 transcript, default, delete, audio) on the server's library. Both raise the engine's typed errors:
 an unreachable server is ``upstream_error`` within a few seconds, a refused token ``unauthorized``.
@@ -32,6 +33,8 @@ renders (an upload is decoded first)."""
 POLL_SECONDS = 0.1
 """How often a waiting render looks at its cancel flag."""
 WAV_HEADER_BYTES = 44
+SERVER_VOICE = "server-voice:"
+"""The ``uid`` of a server's voice: an episode cast from it remembers which server voice it is."""
 MODEL = "dia"
 """The model name every Dia Studio server accepts (GET /v1/models lists its own id too)."""
 SERVER_LIBRARY = "the server's library"
@@ -177,6 +180,49 @@ class RemoteEngine:
                                          f"{engine.TARGET_SAMPLE_RATE} Hz.")
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
+    def render_block(self, project: engine.EpisodeProject, index: int, *, seed: int | None = None,
+                     on_progress: Callable[[engine.RenderProgress], None] | None = None,
+                     on_audio: Callable[[engine.AudioChunk], None] | None = None,
+                     should_stop: Callable[[], bool] = lambda: False) -> tuple[int, engine.RenderResult]:
+        """Render block ``index`` of an episode on the server (one request: the block's text, its
+        characters' server voices as S1/S2, its parameters and ``seed``, a fresh random one for None),
+        add the take to the project and choose it, as ``engine.regenerate_block`` does on this
+        computer. Returns the take's id and the result."""
+        block = project.block(index)
+        if block.locked:
+            raise engine.InvalidParameterError(f"Block {index + 1} is locked: unlock it to render it again.")
+        params = block.params.replace(seed=engine.resolve_seed(-1 if seed is None else seed))
+        speakers = block_speakers(block, project.cast())
+        result = self.render(block.model_text, params, speakers, on_progress=on_progress, on_audio=on_audio,
+                             should_stop=should_stop)
+        return project.add_take(block, result, choose=True), result
+
+
+def block_speakers(block, cast: dict) -> dict[str, int | None]:
+    """The server voices that speak a block ({"S1": id, ...}) from its characters' project voices;
+    ``invalid_voice_sample`` for a voice that did not come from the server's library."""
+    speakers: dict[str, int | None] = {}
+    for number, character in enumerate(block.characters, start=1):
+        voice = cast.get(character)
+        if voice is None:
+            continue  # a random voice: the seed alone decides it
+        voice_id = server_voice_id(voice.library_uid)
+        if voice_id is None:
+            raise engine.InvalidVoiceSampleError(
+                f"{character}'s voice “{voice.name}” is on this computer, not in the server's voice library, "
+                f"so the server can't clone it. Cast {character} with one of the server's voices, or switch "
+                "Model settings back to “This computer” to render with it.")
+        speakers[f"S{number}"] = voice_id
+    return speakers
+
+
+def server_voice_id(uid: str | None) -> int | None:
+    """The server voice id a project voice was cast from, or None (not from a server)."""
+    text = uid or ""
+    if not text.startswith(SERVER_VOICE) or not text[len(SERVER_VOICE):].isdigit():
+        return None
+    return int(text[len(SERVER_VOICE):])
+
 
 def _progress(audio_seconds: float, params: engine.GenerationParams, elapsed: float) -> engine.RenderProgress:
     """A progress report from the audio received so far (the server's steps are not sent)."""
@@ -252,13 +298,13 @@ class RemoteLibrary:
     # -- reading
 
     def list(self) -> list[engine.VoiceSample]:
-        return [_sample(item) for item in self._call("GET", "/v1/voice/samples").json()["data"]]
+        return [listed_voice(item) for item in self._call("GET", "/v1/voice/samples").json()["data"]]
 
     def __len__(self) -> int:
         return len(self.list())
 
     def get(self, sample_id: int) -> engine.VoiceSample:
-        return _sample(self._call("GET", f"/v1/voice/samples/{int(sample_id)}").json())
+        return listed_voice(self._call("GET", f"/v1/voice/samples/{int(sample_id)}").json())
 
     def default(self) -> engine.VoiceSample | None:
         return next((s for s in self.list() if s.is_default), None)
@@ -285,10 +331,11 @@ class RemoteLibrary:
         name, data = _upload(source, sample_rate, original_filename)
         form = {"speaker_name": speaker_name, "transcript": transcript,
                 "is_default": "true" if make_default else "false"}
-        return _sample(self._call("POST", "/v1/voice/samples", data=form, files={"file": (name, data)}).json())
+        response = self._call("POST", "/v1/voice/samples", data=form, files={"file": (name, data)})
+        return listed_voice(response.json())
 
     def _patch(self, sample_id: int, **fields) -> engine.VoiceSample:
-        return _sample(self._call("PATCH", f"/v1/voice/samples/{int(sample_id)}", json=fields).json())
+        return listed_voice(self._call("PATCH", f"/v1/voice/samples/{int(sample_id)}", json=fields).json())
 
     def rename(self, sample_id: int, speaker_name: str) -> engine.VoiceSample:
         return self._patch(sample_id, speaker_name=speaker_name)
@@ -340,11 +387,12 @@ def _upload(source, sample_rate: int | None, original_filename: str | None) -> t
         raise engine.AudioDecodeFailedError(f"{path.name} can't be read: {exc.strerror or exc}") from None
 
 
-def _sample(item: dict) -> engine.VoiceSample:
-    """A voice the server listed, as the app's windows show voices (its files stay on the server)."""
+def listed_voice(item: dict) -> engine.VoiceSample:
+    """A voice the server listed, as the app's windows show voices (its files stay on the server; its
+    ``uid`` names the server voice, so an episode cast from it renders with it on the server)."""
     now = datetime.now()
     return engine.VoiceSample(
         id=int(item["id"]), speaker_name=str(item["speaker_name"]), transcript=str(item["transcript"]),
         is_default=bool(item["is_default"]), duration=float(item["duration"]), created_at=now, updated_at=now,
         original_filename=SERVER_LIBRARY, original_format="flac", paths=None,  # type: ignore[arg-type]
-        original_sample_rate=engine.TARGET_SAMPLE_RATE)
+        uid=f"{SERVER_VOICE}{int(item['id'])}", original_sample_rate=engine.TARGET_SAMPLE_RATE)

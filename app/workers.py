@@ -72,7 +72,8 @@ class RenderJob:
     queued_at: float = field(default_factory=time.time)
     work: Callable | None = field(default=None, repr=False)
     """Renders the job itself instead of ``script`` with ``cast`` (an episode block, which keeps its
-    own takes, not in the history): ``work(engine, on_progress, on_audio, should_stop) -> RenderResult``."""
+    own takes, not in the history): ``work(engine, on_progress, on_audio, should_stop) -> RenderResult``;
+    ``engine`` is the loaded ``DiaEngine``, or a ``RemoteEngine`` when the job renders on a server."""
     origin: str = ""  # API for the local API server's renders
     request: engine.RenderRequest | None = None  # prepared (voices assembled) instead of script + cast
     listener: JobListener | None = field(default=None, repr=False)
@@ -200,10 +201,13 @@ class EngineWorker(QObject):
                 job.listener.audio(chunk)
             self.audio.emit(job.id, chunk)
 
-        if job.remote is not None and job.work is None:
+        if job.remote is not None:
             self.started.emit(job.id)
-            result = RemoteEngine(job.remote).render(job.script, job.params, job.cast, on_progress=on_progress,
-                                                     on_audio=on_audio, should_stop=job.stop.is_set)
+            remote = RemoteEngine(job.remote)
+            if job.work is not None:  # an episode block: its work renders on the server (RemoteEngine.render_block)
+                return job.work(remote, on_progress, on_audio, job.stop.is_set), {}
+            result = remote.render(job.script, job.params, job.cast, on_progress=on_progress,
+                                   on_audio=on_audio, should_stop=job.stop.is_set)
             return result, self._remote_cast(job)
         dia = self._ensure_engine(job)
         if job.work is not None:

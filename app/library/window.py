@@ -1,11 +1,17 @@
 """The voice library window: samples with name, length, transcript state and default mark; play,
 import (also by drag and drop), record, edit the transcript, transcribe, rename, set default,
-delete, and export/import zips."""
+delete, and export/import zips.
+
+Every library call goes through ``_run``: at once for this computer's library, on the task runner
+for a Dia Studio server's (``app.remote.RemoteLibrary``), which may be slow or not answer at all;
+the window then shows that it waits, and never freezes."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
@@ -21,6 +27,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QStyle,
@@ -38,6 +45,7 @@ from app.geometry import fit_window
 from app.library import length_rule
 from app.library.recorder import RecorderDialog
 from app.playback import PLAYING, AudioPlayer
+from app.remote import RemoteLibrary
 from app.settings import Settings
 from app.table_model import RowsModel
 from app.tasks import TaskRunner
@@ -98,6 +106,9 @@ class LibraryWindow(QMainWindow):
         self.last_error: UserError | None = None
         self.recorder_dialog: RecorderDialog | None = None
         self.importing = 0
+        self.remote = isinstance(library, RemoteLibrary)  # its calls run in the background
+        self.waiting = 0  # library calls in flight on the task runner
+        self._listing = 0  # the newest listing asked for (an older answer is dropped)
         self._shown_id: int | None = None  # the sample whose name/transcript the editors hold
 
         self.model = VoiceModel(self)
@@ -147,6 +158,13 @@ class LibraryWindow(QMainWindow):
         self.status = QLabel("")
         self.status.setObjectName("library_status")
         self.status.setWordWrap(True)
+        self.busy_text = QLabel("")
+        self.busy_text.setObjectName("library_busy_text")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setObjectName("library_busy")
+        self.busy_bar.setRange(0, 0)  # no known length: it shows activity
+        self.busy_bar.setMaximumWidth(160)
+        self.busy_bar.setAccessibleName("Waiting for the server")
 
         details = QGroupBox("Sample")
         form = QFormLayout(details)
@@ -182,7 +200,12 @@ class LibraryWindow(QMainWindow):
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addWidget(splitter, 1)
+        busy_row = QHBoxLayout()
+        busy_row.addWidget(self.busy_bar)
+        busy_row.addWidget(self.busy_text, 1)
+        layout.addLayout(busy_row)
         layout.addWidget(self.status)
+        self._show_busy()
         self.setCentralWidget(central)
 
         toolbar = QToolBar("Library")
@@ -255,17 +278,32 @@ class LibraryWindow(QMainWindow):
 
     # -- content
 
-    def refresh(self, select_id: int | None = None) -> None:
+    def refresh(self, select_id: int | None = None, on_listed: Callable[[], None] | None = None) -> None:
+        """List the voices again, selecting ``select_id`` (else the one selected); ``on_listed`` once shown."""
         self._keep_pending_edits()
         current = self.selected()
-        try:
-            samples = self.library.list()
-        except engine.DiaStudioError as exc:
-            samples = []
-            self.status.setText(exc.message)
+        wanted = select_id if select_id is not None else (current.id if current else None)
+        self._listing += 1
+        listing = self._listing
+
+        def show(samples: list) -> None:
+            if listing == self._listing:  # else a newer listing is on its way
+                self._show_samples(samples, wanted)
+            if on_listed is not None:
+                on_listed()
+
+        def failed(exc: BaseException) -> None:
+            if listing == self._listing:
+                self._show_samples([], None)
+                self.status.setText(describe(exc).message)
+            if on_listed is not None:
+                on_listed()
+
+        self._run("Loading the voices…", self.library.list, show, failed)
+
+    def _show_samples(self, samples: list, wanted: int | None) -> None:
         self.model.set_samples(samples)
         self.empty_hint.setVisible(not samples)
-        wanted = select_id if select_id is not None else (current.id if current else None)
         if wanted is not None:
             self.select(wanted)
         elif samples:
@@ -289,27 +327,40 @@ class LibraryWindow(QMainWindow):
         shown, self._shown_id = self._shown_id, None
         if shown is None:
             return
-        try:
-            sample = self.library.get(shown)
-        except engine.DiaStudioError:
-            return  # deleted meanwhile
         transcript = " ".join(self.transcript_edit.toPlainText().split())
         name = self.name_edit.text().strip()
-        saved = []
-        try:
+        known = next((s for s in self.model.samples if s.id == shown), None)
+        if known is not None and transcript == known.transcript and name in ("", known.speaker_name):
+            return  # nothing typed
+        library = self.library
+
+        def save() -> tuple[engine.VoiceSample, list[str]] | None:
+            try:
+                sample = library.get(shown)
+            except engine.InvalidVoiceSampleError:
+                return None  # deleted meanwhile
+            saved = []
             if transcript != sample.transcript:
-                self.library.set_transcript(sample.id, transcript)
+                library.set_transcript(sample.id, transcript)
                 saved.append("transcript")
             if name and name != sample.speaker_name:
-                self.library.rename(sample.id, name)
+                library.rename(sample.id, name)
                 saved.append("name")
-        except engine.DiaStudioError as exc:
-            self.status.setText(f"⚠ Your edit of “{sample.speaker_name}” was not saved: {exc.message}")
-            return
-        if saved:
+            return sample, saved
+
+        def done(outcome: tuple[engine.VoiceSample, list[str]] | None) -> None:
+            if outcome is None or not outcome[1]:
+                return
+            sample, saved = outcome
             self.status.setText(f"Saved the {' and '.join(saved)} of “{sample.speaker_name}”.")
             # refresh once the selection change in progress is done (rows may re-sort by name)
             QTimer.singleShot(0, lambda: self._changed(self.selected().id if self.selected() else None))
+
+        def failed(exc: BaseException) -> None:
+            who = known.speaker_name if known is not None else "the voice"
+            self.status.setText(f"⚠ Your edit of “{who}” was not saved: {describe(exc).message}")
+
+        self._run("Saving your edit…", save, done, failed)
 
     def _show_selected(self, *_args) -> None:
         self._keep_pending_edits()
@@ -335,14 +386,49 @@ class LibraryWindow(QMainWindow):
         self.save_transcript.setEnabled(has and " ".join(self.transcript_edit.toPlainText().split())
                                         != sample.transcript)
         self.transcribe_button.setEnabled(has and self.stt_available)
+        for button in (self.rename_button, self.save_transcript, self.default_button, self.delete_button):
+            button.setEnabled(button.isEnabled() and not self.waiting)  # one change at a time on a server
         self.default_button.setText("Remove default" if has and sample.is_default else "Set as default")
         self.export_action.setEnabled(bool(self.model.samples))
 
     def _changed(self, sample_id: int | None = None, message: str = "") -> None:
-        self.refresh(sample_id)
+        """After a change: list again (``libraryChanged`` once the list is shown) and say what happened."""
+        self.refresh(sample_id, self.libraryChanged.emit)
         if message:
             self.status.setText(message)
-        self.libraryChanged.emit()
+
+    # -- library calls
+
+    def _run(self, what: str, call: Callable[[], Any], done: Callable[[Any], None],
+             failed: Callable[[BaseException], None] | None = None) -> None:
+        """``done(call())``, or ``failed`` (default: the error shown) if it raises. On a server's library
+        the call runs on the task runner and the window shows ``what`` meanwhile."""
+        failed = failed or (lambda exc: self.show_error(describe(exc)))
+        if not self.remote:
+            try:
+                value = call()
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+                failed(exc)
+                return
+            done(value)
+            return
+        self._waiting_for(what, +1)
+
+        def finish(handler: Callable[[Any], None], value: Any) -> None:
+            self._waiting_for(what, -1)
+            handler(value)
+
+        self.tasks.run(call, lambda value: finish(done, value), lambda exc: finish(failed, exc))
+
+    def _waiting_for(self, what: str, step: int) -> None:
+        self.waiting += step
+        self.busy_text.setText(f"{what} waiting for {self.library.root}" if self.waiting else "")
+        self._show_busy()
+        self._update_buttons()
+
+    def _show_busy(self) -> None:
+        self.busy_bar.setVisible(bool(self.waiting))
+        self.busy_text.setVisible(bool(self.waiting))
 
     # -- import
 
@@ -422,37 +508,29 @@ class LibraryWindow(QMainWindow):
         sample = self.selected()
         if sample is None:
             return
-        try:
-            updated = self.library.rename(sample.id, self.name_edit.text())
-        except Exception as exc:  # noqa: BLE001
-            self.show_error(describe(exc))
-            return
-        self._changed(updated.id, f"Renamed to “{updated.speaker_name}”.")
+        name = self.name_edit.text()
+        self._run("Renaming…", lambda: self.library.rename(sample.id, name),
+                  lambda updated: self._changed(updated.id, f"Renamed to “{updated.speaker_name}”."))
 
     def save_selected_transcript(self) -> None:
         sample = self.selected()
         if sample is None:
             return
-        try:
-            updated = self.library.set_transcript(sample.id, self.transcript_edit.toPlainText())
-        except Exception as exc:  # noqa: BLE001
-            self.show_error(describe(exc))
-            return
-        self._changed(updated.id, "Transcript saved.")
+        transcript = self.transcript_edit.toPlainText()
+        self._run("Saving the transcript…", lambda: self.library.set_transcript(sample.id, transcript),
+                  lambda updated: self._changed(updated.id, "Transcript saved."))
 
     def toggle_default(self) -> None:
         sample = self.selected()
         if sample is None:
             return
-        try:
-            self.library.set_default(None if sample.is_default else sample.id)
-        except Exception as exc:  # noqa: BLE001
-            self.show_error(describe(exc))
-            return
-        self._changed(sample.id, "Default cleared." if sample.is_default else
-                      f"“{sample.speaker_name}” is now the default voice.")
+        message = "Default cleared." if sample.is_default else f"“{sample.speaker_name}” is now the default voice."
+        self._run("Setting the default voice…", lambda: self.library.set_default(None if sample.is_default
+                                                                                  else sample.id),
+                  lambda _updated: self._changed(sample.id, message))
 
     def delete_selected(self) -> bool:
+        """Delete the selected voice after asking; False if the user said no (or none is selected)."""
         sample = self.selected()
         if sample is None:
             return False
@@ -461,12 +539,8 @@ class LibraryWindow(QMainWindow):
                             "Renders that used it stay in the history."):
             return False
         self.player.stop()
-        try:
-            self.library.delete(sample.id)
-        except Exception as exc:  # noqa: BLE001
-            self.show_error(describe(exc))
-            return False
-        self._changed(None, f"Deleted “{sample.speaker_name}”.")
+        self._run("Deleting…", lambda: self.library.delete(sample.id),
+                  lambda _none: self._changed(None, f"Deleted “{sample.speaker_name}”."))
         return True
 
     def confirm(self, title: str, text: str) -> bool:
@@ -483,12 +557,11 @@ class LibraryWindow(QMainWindow):
         if self.player.state == PLAYING and self.player.source == sample.id:
             self.player.stop()
             return
-        try:
-            samples = self.library.load_audio(sample)
-        except Exception as exc:  # noqa: BLE001
-            self.show_error(describe(exc))
-            return
-        self.player.load(samples, engine.TARGET_SAMPLE_RATE, sample.id)
+        self._run("Fetching the audio…", lambda: self.library.load_audio(sample),
+                  lambda samples: self._play(samples, sample.id))
+
+    def _play(self, samples, sample_id: int) -> None:
+        self.player.load(samples, engine.TARGET_SAMPLE_RATE, sample_id)
         self.player.play()
 
     def _player_state(self, state: str) -> None:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 import engine
 from app.api_server import API_SERVER_LAN, API_SERVER_ON, API_SERVER_PORT, LOOPBACK_HOST
-from app.workers import API, DONE
+from app.workers import API, CANCELLED, DONE
 from tests.app.conftest import make_window
 
 SCRIPT = "[S1] Hello from a script. [S2] And hello back."
@@ -203,3 +203,23 @@ def test_a_script_longer_than_one_render_goes_block_by_block_through_the_apps_en
     assert int(call.response.headers["X-Dia-Blocks"]) > 1
     assert [j.origin for j in seen] == [API] and seen[0].state == DONE  # one job held the engine for all blocks
     assert len(counted_loads) == 1
+
+
+def test_cancelling_a_long_script_in_the_apps_queue_stops_it_and_tells_the_api_client(qtbot, window):
+    port = free_port()
+    start_from_dialog(qtbot, window, port)
+    started = []
+    window.queue.renderStarted.connect(started.append)
+    turns = " ".join(f"[S{1 + i % 2}] This is line number {i} of a rather long conversation about the weather."
+                     for i in range(12))
+    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
+                   headers={"Authorization": f"Bearer {window.api_server.token}"},
+                   json={"input": turns, "max_new_tokens": 256, "seed": 3})
+    qtbot.waitUntil(lambda: bool(started), timeout=120000)
+    window.queue.cancel(started[0].id)  # the client is still connected: only the Queue asks to stop
+    qtbot.waitUntil(lambda: not call.is_alive(), timeout=60000)
+    assert call.error is None and call.response.status_code == 409, call.response.text
+    assert call.response.json()["error"]["type"] == "cancelled"
+    assert started[0].state == CANCELLED
+    health = httpx.get(f"http://{LOOPBACK_HOST}:{port}/health", timeout=10).json()["queue"]
+    assert health["rendering"] == 0 and health["waiting"] == 0

@@ -8,10 +8,13 @@ import socket
 
 import httpx
 import pytest
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMessageBox
 
 import engine
 from app import settings as opts
+from app.episode.rendering import BlockWork
+from app.library.window import LibraryWindow
 from app.model_settings import (
     RENDER_ON,
     SERVER,
@@ -19,12 +22,13 @@ from app.model_settings import (
     SERVER_URL,
     ModelSettingsDialog,
     downloads_needed,
+    engine_options,
     missing_model_message,
 )
-from app.remote import RemoteEngine, RemoteLibrary, RemoteTarget
+from app.remote import RemoteEngine, RemoteLibrary, RemoteTarget, listed_voice
 from app.tasks import TaskRunner
-from app.workers import CANCELLED, DONE, FAILED
-from tests.app.conftest import make_window
+from app.workers import CANCELLED, DONE, FAILED, RenderJob
+from tests.app.conftest import make_window, tone
 from tests.engine.server.conftest import Server
 
 SCRIPT = "[S1] Hello over the network. [S2] It sounds close by."
@@ -87,7 +91,7 @@ def test_the_voice_library_lists_adds_and_plays_the_servers_voices(qtbot, remote
     library_window = window.library_window
     assert isinstance(library_window.library, RemoteLibrary)
     library_window.import_files([voice_file])
-    qtbot.waitUntil(lambda: library_window.importing == 0, timeout=30000)
+    qtbot.waitUntil(lambda: library_window.importing == 0 and library_window.waiting == 0, timeout=30000)
     assert library_window.last_error is None
     names = [s.speaker_name for s in library_window.model.samples]
     assert "ann" in names
@@ -203,3 +207,139 @@ def test_rendering_on_a_server_needs_no_local_model(qtbot, settings):
     assert missing_model_message(settings) != ""
     use_server(settings, "http://127.0.0.1:8765", "secret-token-0123456789")
     assert missing_model_message(settings) == "" and downloads_needed(settings) == []
+
+
+def voice_clip(path, freq: float):
+    """A voice file of its own (the server's library refuses a file it already holds)."""
+    import soundfile as sf
+
+    sf.write(path, tone(freq=freq), engine.TARGET_SAMPLE_RATE)
+    return path
+
+
+EPISODE = "[Ann] Hello there, and welcome to the show.\n[Bob] Thanks, it is good to be here."
+
+
+def episode_with(path, voices: dict) -> engine.episode.BlockRecord:
+    """An episode project at ``path`` cast with ``voices`` ({character: VoiceInput}); its first block."""
+    with engine.EpisodeProject(path) as project:
+        project.update(script=EPISODE, seed=77, params=engine.GenerationParams(max_new_tokens=1024), cast=voices)
+        return project.blocks()[0]
+
+
+def queue_block(window, path, block) -> tuple[RenderJob, BlockWork]:
+    """The block's job, queued as the episode view queues it."""
+    work = BlockWork(path, block.identity, block.seed)
+    job = RenderJob(script=block.model_text, params=block.params, options=engine_options(window.settings),
+                    title="Block 1", work=work)
+    return window.queue.submit(job), work
+
+
+def test_an_episode_block_renders_on_the_server_with_its_voices_and_seed(qtbot, remote_window, server, tmp_path):
+    window = remote_window
+    ann = window.library.add(voice_clip(tmp_path / "ann-episode.wav", 210.0), speaker_name="Ann",
+                             transcript="A clear test tone.")
+    voice = engine.VoiceInput("Ann", window.library.load_audio(ann), ann.transcript, "library", ann.uid)
+    block = episode_with(tmp_path / "show.diaproj", {"Ann": voice})
+    assert block.characters == ("Ann", "Bob")
+    job, work = queue_block(window, tmp_path / "show.diaproj", block)
+    qtbot.waitUntil(lambda: job.finished, timeout=120000)
+    assert job.state == DONE, job.detail
+    assert window.queue.worker.engine is None  # nothing was loaded on this computer
+    with engine.EpisodeProject(tmp_path / "show.diaproj") as project:
+        rendered = project.blocks()[0]
+        assert rendered.chosen == work.take_id and [t.seed for t in rendered.takes] == [block.seed]
+        assert project.take_audio(work.take_id).size > 0
+    with server.client() as client:  # one request: Ann's server voice as S1, Bob a random voice, the block's seed
+        newest = client.get("/v1/history", params={"limit": 1}).json()["data"][0]
+    assert newest["seed"] == block.seed and newest["script"] == block.model_text
+    assert newest["cast"]["S1"]["name"] == "Ann" and "S2" not in newest["cast"]
+
+
+def test_an_episode_voice_that_is_not_on_the_server_is_a_clear_message_before_any_request(tmp_path, voice_file):
+    import soundfile as sf
+
+    samples, _rate = sf.read(voice_file, dtype="float32")
+    block = episode_with(tmp_path / "show.diaproj",
+                         {"Bob": engine.VoiceInput("Local Bob", samples, "A clear test tone.", "library", "a1b2c3")})
+    remote = RemoteEngine(RemoteTarget(closed_port_url(), "a-token-of-twenty-chars"))  # never reached
+    with engine.EpisodeProject(tmp_path / "show.diaproj") as project:
+        with pytest.raises(engine.InvalidVoiceSampleError, match="Bob's voice “Local Bob” is on this computer"):
+            remote.render_block(project, block.index, seed=block.seed)
+        assert project.blocks()[0].takes == ()
+
+
+@pytest.fixture
+def black_hole():
+    """A server on 127.0.0.1 that takes connections (the kernel's backlog) and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        yield RemoteTarget(f"http://127.0.0.1:{silent.getsockname()[1]}", "a-token-of-twenty-chars")
+
+
+def library_window(qtbot, settings, target: RemoteTarget) -> LibraryWindow:
+    tasks = TaskRunner()
+    window = LibraryWindow(RemoteLibrary(target), settings, tasks)
+    qtbot.addWidget(window, before_close_func=lambda w: (w.shutdown(), tasks.wait()))
+    window.show()
+    return window
+
+
+def test_the_library_window_stays_responsive_while_the_server_does_not_answer(qtbot, settings, black_hole):
+    window = library_window(qtbot, settings, black_hole)  # returns at once: the listing waits in the background
+    assert window.waiting == 1 and window.busy_bar.isVisible()
+    assert "Loading the voices" in window.busy_text.text() and "127.0.0.1" in window.busy_text.text()
+    ticks_while_waiting = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: window.waiting and ticks_while_waiting.append(1))
+    timer.start(20)
+    qtbot.waitUntil(lambda: window.waiting == 0, timeout=FAILURE_SECONDS * 1000)
+    timer.stop()
+    assert len(ticks_while_waiting) >= 3  # the event loop ran all along
+    assert not window.busy_bar.isVisible()
+    assert "Can't reach the Dia Studio server" in window.status.text() and "did not answer" in window.status.text()
+    assert window.model.rowCount() == 0
+
+
+def test_a_voice_played_from_a_silent_server_is_a_message_and_the_window_keeps_working(qtbot, settings, black_hole):
+    window = library_window(qtbot, settings, black_hole)
+    qtbot.waitUntil(lambda: window.waiting == 0, timeout=FAILURE_SECONDS * 1000)
+    listed = {"id": 7, "speaker_name": "Ann", "transcript": "Hello.", "is_default": False, "duration": 4.0}
+    window.model.set_samples([listed_voice(listed)])  # as if the server had listed it before going silent
+    window.table.selectRow(0)
+    window.play_selected()
+    assert window.waiting == 1 and not window.delete_button.isEnabled()  # one change at a time
+    window.name_edit.setText("still typing")  # the window takes input meanwhile
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=FAILURE_SECONDS * 1000)
+    assert window.last_error.code == "upstream_error" and "did not answer" in window.last_error.message
+    assert window.waiting == 0 and window.delete_button.isEnabled()
+
+
+def test_the_library_window_edits_the_servers_voices_in_the_background(qtbot, settings, server, tmp_path):
+    with RemoteLibrary(RemoteTarget(server.url, server.token)) as library:
+        added = library.add(voice_clip(tmp_path / "edit-me.wav", 240.0), speaker_name="Edit me", transcript="")
+    window = library_window(qtbot, settings, RemoteTarget(server.url, server.token))
+    qtbot.waitUntil(lambda: window.waiting == 0 and window.select(added.id), timeout=30000)
+
+    def change(button) -> None:  # the buttons wait while a call is in flight: one change at a time
+        qtbot.waitUntil(lambda: window.waiting == 0 and button.isEnabled(), timeout=30000)
+        with qtbot.waitSignal(window.libraryChanged, timeout=30000):
+            button.click()
+
+    window.name_edit.setText("Edited")
+    change(window.rename_button)
+    window.transcript_edit.setPlainText("A clear test tone.")
+    change(window.save_transcript)
+    change(window.default_button)
+    qtbot.waitUntil(lambda: window.waiting == 0, timeout=30000)
+    shown = window.selected()
+    assert (shown.id, shown.speaker_name, shown.transcript, shown.is_default) == (
+        added.id, "Edited", "A clear test tone.", True)
+    with server.client() as client:
+        stored = client.get(f"/v1/voice/samples/{added.id}").json()
+    assert (stored["speaker_name"], stored["transcript"], stored["is_default"]) == ("Edited", "A clear test tone.", True)
+    window.confirm = lambda *_args: True
+    with qtbot.waitSignal(window.libraryChanged, timeout=30000):
+        assert window.delete_selected()
+    assert all(s.id != added.id for s in window.model.samples) and window.last_error is None
