@@ -73,9 +73,9 @@ class DiaEngine:
         codec_path = resolve_model(options.codec, default_repo=DAC_REPO, offline=options.offline,
                                    progress=downloading, should_stop=should_stop)
         report(LoadProgress("model", f"Loading Dia from {model_path} ({str(dtype).replace('torch.', '')}, {device})"))
-        model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope)
-        if options.quantize:
-            model.quantize(options.quantize, checkpoint=model_path)  # cached on disk after the first load
+        # quantised while read (never the whole model in full precision), cached on disk after the first load
+        model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope,
+                         quantize=options.quantize or None)
         report(LoadProgress("codec", f"Loading the DAC codec from {codec_path}"))
         codec = load_dac(codec_path, device=device, dtype=torch.float32)
         report(LoadProgress("ready", "Model ready"))

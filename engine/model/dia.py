@@ -17,7 +17,7 @@ from torch import nn
 
 from engine.model.config import DiaConfig
 from engine.model.layers import Linear, RMSNorm, apply_rope, attention, rope_tables
-from engine.model.quant_cache import QuantCache, checkpoint_fingerprint
+from engine.model.quant_cache import QuantCache
 
 
 class EncoderLayer(nn.Module):
@@ -274,7 +274,8 @@ class DiaModel(nn.Module):
         With ``checkpoint`` (the folder or file the model was loaded from), the result is cached on
         disk (``cache``, default ``QuantCache.default()``; see ``engine.model.quant_cache``) and a
         later load of the same checkpoint reads it instead of quantising; ``quantized_from_cache``
-        says which happened.
+        says which happened. ``load_dia(path, quantize=mode)`` makes the same model while loading,
+        without ever holding the full-precision decoder: prefer it for a model loaded to be quantised.
 
         ``int4``: group-wise int4 weights (a quarter of bf16's bytes, see ``layers.Int4Linear``): the
         fastest mode on CPUs with the native kernels, the least exact; elsewhere it runs on a
@@ -286,22 +287,14 @@ class DiaModel(nn.Module):
         ``aten._weight_int8pack_mm`` where the native kernels are not built; falls back to
         weight-only where those kernels are missing (GPUs, builds without them).
         """
-        from engine.model.kernels import CACHEABLE_KINDS, kernel_available, quantized_state, restore_quantized
+        from engine.model.kernels import CACHEABLE_KINDS, quantized_kind, quantized_state, restore_quantized
 
-        if mode not in ("int8", "int8-dynamic", "int4"):
-            raise ValueError(f"unknown quantisation {mode!r}")
-        cpu = self.device.type == "cpu"
-        if mode == "int4":
-            kind = "int4"
-        elif mode == "int8-dynamic" and cpu and kernel_available("int8"):
-            kind = "int8"
-        else:
-            kind = "int8-native" if cpu and kernel_available("int8-native") else "int8-wo"
+        kind = quantized_kind(mode, self.device)
         self.quantized_from_cache = False
         key = None
         if checkpoint is not None and kind in CACHEABLE_KINDS:
             cache = cache or QuantCache.default()
-            key = cache.key(checkpoint_fingerprint(checkpoint), mode, kind, self.dtype) if cache else None
+            key = cache.key_for(checkpoint, mode, kind, self.dtype) if cache else None
         if key is not None and restore_quantized(self.projections(), kind, cache.load(key)):
             self.quantized_from_cache = True
             return kind

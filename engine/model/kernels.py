@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from engine import native
+from engine.errors import InvalidParameterError
 from engine.model.layers import INT4_GROUP, Int4Linear, Int8Linear, Linear, NativeInt8Linear, PackedLinear
 
 KINDS = ("dense", "int8", "int8-native", "int8-wo", "int4")
@@ -60,6 +61,20 @@ def kernel_available(kind: str) -> bool:
 
 # kinds whose state is plain tensors, so a quantised model can be cached on disk (engine.model.quant_cache)
 CACHEABLE_KINDS = ("int4", "int8-native", "int8-wo")
+MODES = ("int8", "int8-dynamic", "int4")
+"""The quantisation modes (``--quantize``); ``quantized_kind`` picks each one's kernel per machine."""
+
+
+def quantized_kind(mode: str, device: torch.device) -> str:
+    """The kernel that runs ``mode``'s projections on ``device`` (see ``DiaModel.quantize``)."""
+    if mode not in MODES:
+        raise InvalidParameterError(f"unknown quantisation {mode!r}: choose {', '.join(MODES)}")
+    cpu = device.type == "cpu"
+    if mode == "int4":
+        return "int4"
+    if mode == "int8-dynamic" and cpu and kernel_available("int8"):
+        return "int8"
+    return "int8-native" if cpu and kernel_available("int8-native") else "int8-wo"
 
 
 def quantized_state(projections: list[tuple[nn.Module, str]]) -> dict[str, torch.Tensor]:
@@ -69,23 +84,71 @@ def quantized_state(projections: list[tuple[nn.Module, str]]) -> dict[str, torch
 
 
 def restore_quantized(projections: list[tuple[nn.Module, str]], kind: str,
-                      tensors: dict[str, torch.Tensor] | None) -> bool:
-    """Swap in projections of ``kind`` built from ``quantized_state`` tensors; False (and nothing
-    changed) when they are missing or do not fit the model's projections."""
+                      tensors: dict[str, torch.Tensor] | None, device: torch.device | None = None) -> bool:
+    """Swap in projections of ``kind`` built from ``quantized_state`` tensors, moved to ``device``
+    (default: where each projection's weight is); False (and nothing changed) when they are missing
+    or do not fit the model's projections. The projections may still be on the meta device."""
     if tensors is None:
+        return False
+    by_index: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        index, _, name = key.partition(".")
+        by_index.setdefault(index, {})[name] = tensor
+    if len(by_index) != len(projections):
         return False
     built = []
     try:
         for i, (owner, attr) in enumerate(projections):
             linear = getattr(owner, attr)
-            module = _from_state(kind, linear, {k.split(".", 1)[1]: v for k, v in tensors.items()
-                                                if k.split(".", 1)[0] == str(i)})
-            built.append((owner, attr, module.to(linear.weight.device)))
+            module = _from_state(kind, linear, by_index[str(i)])
+            built.append((owner, attr, module.to(device or linear.weight.device)))
     except (KeyError, ValueError, AttributeError):
         return False
     for owner, attr, module in built:
         setattr(owner, attr, module)
     return True
+
+
+class ProjectionQuantizer:
+    """Quantises a model's per-step projections one at a time, as ``load_dia`` reads their weights,
+    so the full-precision decoder never sits in memory; or installs them from a quantised cache entry
+    (``quantized_state`` tensors), so their full-precision weights are never read at all.
+
+    Each projection goes through exactly ``convert_linear``, so the result is bitwise what
+    ``DiaModel.quantize`` makes of a loaded model.
+    """
+
+    def __init__(self, model: nn.Module, mode: str, device: torch.device,
+                 cached: dict[str, torch.Tensor] | None = None) -> None:
+        self.kind = quantized_kind(mode, device)
+        self.projections = model.projections()
+        self._names = {id(module): name for name, module in model.named_modules()}
+        self._by_key = {self._key(owner, attr, "weight"): (owner, attr) for owner, attr in self.projections}
+        self.from_cache = self.kind in CACHEABLE_KINDS and restore_quantized(self.projections, self.kind, cached, device)
+
+    def takes(self, key: str) -> bool:
+        """Whether ``key`` (an internal state key) is the weight of a projection this quantises."""
+        return key in self._by_key
+
+    def put(self, key: str, weight: torch.Tensor) -> None:
+        """Quantise one projection from its full-precision ``weight`` (dropped afterwards)."""
+        owner, attr = self._by_key[key]
+        linear = getattr(owner, attr)
+        linear.weight = nn.Parameter(weight, requires_grad=False)
+        setattr(owner, attr, convert_linear(linear, self.kind))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The quantised projections' tensors under the model's own state keys."""
+        return {self._key(owner, attr, name): t for owner, attr in self.projections
+                for name, t in getattr(owner, attr).state_dict().items()}
+
+    def cacheable_state(self) -> dict[str, torch.Tensor] | None:
+        """What a cache entry stores (``quantized_state``), or None when this kind cannot be cached."""
+        return quantized_state(self.projections) if self.kind in CACHEABLE_KINDS else None
+
+    def _key(self, owner: nn.Module, attr: str, name: str) -> str:
+        prefix = self._names[id(owner)]
+        return f"{prefix}.{attr}.{name}" if prefix else f"{attr}.{name}"
 
 
 def _from_state(kind: str, linear: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -1,5 +1,6 @@
 """Quantised decoder weights cached on disk, so only the first load of a checkpoint pays for
-quantising (``DiaModel.quantize``); later loads read the result, about as fast as a bf16 load.
+quantising (``load_dia(quantize=...)``, ``DiaModel.quantize``); later loads read the result instead
+of the projections' full-precision weights, faster than a bf16 load.
 
 Entries live in ``<data dir>/cache/quantized`` as private safetensors files, one per checkpoint
 fingerprint, mode, kernel and model dtype, written atomically (``engine.files``). The fingerprint is
@@ -66,18 +67,27 @@ class QuantCache:
         text = f"v{CACHE_VERSION}\0{fingerprint}\0{mode}\0{kind}\0{dtype}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
+    def key_for(self, checkpoint: str | os.PathLike, mode: str, kind: str, dtype: torch.dtype) -> str:
+        """The entry key of ``checkpoint`` (its folder or weight file) quantised to ``mode``/``kind``."""
+        return self.key(checkpoint_fingerprint(checkpoint), mode, kind, dtype)
+
     def path(self, key: str) -> Path:
         return self.folder / f"{key}{SUFFIX}"
 
     def load(self, key: str) -> dict[str, torch.Tensor] | None:
-        """The entry's tensors, or None (missing; unreadable entries are deleted)."""
-        from safetensors.torch import load_file
+        """The entry's tensors, or None (missing; unreadable entries are deleted).
+
+        The tensors are copies: safetensors maps the file, and a model must not alias a file that
+        another process may replace or damage while it runs.
+        """
+        from safetensors import safe_open
 
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            tensors = load_file(str(path))
+            with safe_open(str(path), framework="pt", device="cpu") as entry:
+                tensors = {name: entry.get_tensor(name).clone() for name in entry.keys()}
             os.utime(path)  # recently used: evicted last
             return tensors
         except Exception:  # noqa: BLE001 - truncated/corrupt file of any kind: rebuild it

@@ -225,6 +225,23 @@ def test_a_loaded_model_keeps_its_weights_when_the_pth_file_is_rewritten(hf_mode
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_loaded_model_keeps_its_weights_when_the_safetensors_file_is_rewritten(tmp_path):
+    """safetensors maps its file and hands out views of it: a float32 load must copy them, or
+    rewriting (or truncating) the file in place would change (or crash) the loaded model."""
+    from engine.testing import write_dia
+
+    folder = write_dia(tmp_path / "dia")
+    model = load_dia(folder)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start:] = bytes(len(data) - start)  # every tensor zero, same file
+    with open(weights, "r+b") as f:
+        f.write(data)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_legacy_format_pth_with_code_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(TINY.to_transformers_dict()))
     padding = torch.zeros(sum(torch.Size(s).numel() for s in transformers_shapes(TINY).values()))
