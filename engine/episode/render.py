@@ -175,17 +175,52 @@ def pending_blocks(project: EpisodeProject) -> list[BlockRecord]:
     return jobs
 
 
+class _InOrder:
+    """Hands each block's audio (its chosen take) to a callback in block order, as soon as the
+    block and every block before it have one."""
+
+    def __init__(self, project: EpisodeProject, callback: Callable[[int, np.ndarray], None]) -> None:
+        self.project = project
+        self.callback = callback
+        self.blocks = project.blocks()
+        self.rendered: dict[str, int] = {}
+        """Identity → the take just rendered for it (blocks that share an identity share it)."""
+        self.next = 0
+
+    def add(self, identity: str, take_id: int) -> None:
+        self.rendered[identity] = take_id
+        self.flush()
+
+    def flush(self) -> None:
+        while self.next < len(self.blocks):
+            block = self.blocks[self.next]
+            take = self.rendered.get(block.identity) if block.needs_render else block.chosen
+            if take is None:
+                return
+            self.callback(block.index, self.project.take_audio(take))
+            self.next += 1
+
+
 def render_episode(project: EpisodeProject, engine, *, on_progress: Callable[[EpisodeProgress], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> RenderSummary:
+                   should_stop: Callable[[], bool] | None = None,
+                   on_block_audio: Callable[[int, np.ndarray], None] | None = None,
+                   stop_on_error: bool = False) -> RenderSummary:
     """Render every block that needs it, in order, on ``engine`` (a loaded ``DiaEngine``).
 
-    A block whose render fails (``GenerationError`` ...) is marked ``failed`` and the queue goes on;
-    ``should_stop`` returning True raises ``CancelledError`` with every finished take kept.
+    A block whose render fails (``GenerationError`` ...) is marked ``failed`` and the queue goes on,
+    or, with ``stop_on_error``, its error is raised; ``should_stop`` returning True raises
+    ``CancelledError`` with every finished take kept. ``on_block_audio(index, samples)`` gets every
+    block's audio (its chosen take) in block order, each as soon as it and all blocks before it have
+    one, so a caller can play or stream the episode while it renders (a failed block holds back
+    the blocks after it).
     """
     _prepare(project, engine)
     jobs = pending_blocks(project)
     clock = _Clock(jobs, on_progress or (lambda _p: None))
     prompts = _Prompts(project, engine, lambda stage: clock.emit(None, stage))
+    in_order = _InOrder(project, on_block_audio) if on_block_audio is not None else None
+    if in_order is not None:
+        in_order.flush()  # the blocks that already have their take
     summary = RenderSummary()
     for block in jobs:
         if should_stop is not None and should_stop():
@@ -196,11 +231,15 @@ def render_episode(project: EpisodeProject, engine, *, on_progress: Callable[[Ep
             raise
         except DiaStudioError as exc:
             project.record_failure(block, exc.code, str(exc))
+            if stop_on_error:
+                raise
             summary.failed[block.index] = f"{exc.code}: {exc}"
             clock.finished(block, 0.0)
             continue
-        project.add_take(block, result)
+        take = project.add_take(block, result)
         summary.rendered.append(block.index)
+        if in_order is not None:
+            in_order.add(block.identity, take)
         clock.finished(block, result.duration)
     clock.emit(None, "done")
     summary.elapsed = time.perf_counter() - clock.t0

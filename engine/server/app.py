@@ -152,7 +152,7 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
         return ApiError("missing_input", "the request has no body: send a JSON object with 'input'")
     if loc == ("body",):
         return ApiError("invalid_json", "the body must be a JSON object")
-    field = ".".join(str(part) for part in loc[1:] if not str(part) in ("int", "float", "str")) or "body"
+    field = ".".join(str(part) for part in loc[1:] if str(part) not in ("int", "float", "str")) or "body"
     if kind == "extra_forbidden":
         return ApiError("invalid_parameter", f"unknown field '{field}'")
     if kind == "missing":

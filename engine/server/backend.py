@@ -4,13 +4,17 @@ The server never touches a model itself. It hands each request, one at a time an
 backend from its single queue thread. ``EngineBackend`` (``dia-studio serve``) owns a
 ``DiaEngine``; the desktop app gives the server a backend that posts the request to its own render
 worker and blocks until it is done, so the app and the API share one model in memory.
+
+A script longer than one render goes through the episode engine, which needs the engine itself
+(many renders, voices encoded once): a backend that can lend it is an ``EngineRunner``. Without
+that, long scripts are refused with ``request_too_large``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from engine import (
     DIA_REPO,
@@ -23,6 +27,7 @@ from engine import (
 )
 
 WEIGHT_SUFFIXES = (".pth", ".bin", ".safetensors", ".pt")
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -38,6 +43,16 @@ class RenderBackend(Protocol):
                should_stop: Callable[[], bool]) -> RenderResult:
         """Render ``request``; ``on_audio`` gets chunks while it runs, ``should_stop`` cancels it
         (raising the engine's ``CancelledError``). Raises the engine's typed errors."""
+        ...
+
+
+@runtime_checkable
+class EngineRunner(Protocol):
+    """A backend that can also lend its loaded engine, where its renders run."""
+
+    def with_engine(self, work: Callable[[DiaEngine], T]) -> T:
+        """Run ``work(engine)`` with the loaded ``DiaEngine`` on the thread that owns it and return
+        its result (called only from the server's queue thread, so it holds the one queue slot)."""
         ...
 
 
@@ -69,3 +84,6 @@ class EngineBackend:
     def render(self, request: RenderRequest, *, on_audio: Callable[[AudioChunk], None] | None,
                should_stop: Callable[[], bool]) -> RenderResult:
         return self.load().render(request, on_audio=on_audio, should_stop=should_stop)
+
+    def with_engine(self, work: Callable[[DiaEngine], T]) -> T:
+        return work(self.load())

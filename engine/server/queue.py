@@ -39,9 +39,14 @@ class Job:
     after: Callable[[RenderResult], object] | None = None
     """Run on the queue thread after a successful render (e.g. storing it in the history); its
     return value is handed back with the result as ``Job.extra``."""
+    run: Callable[..., RenderResult] | None = None
+    """Renders the job instead of ``backend.render(request)`` (a long script, block by block): called
+    as ``run(backend, on_audio=…, should_stop=…, on_blocks=…)`` on the queue thread."""
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     extra: object = None
+    blocks: tuple[int, int] | None = None
+    """(blocks done, blocks in all) while a long script renders block by block."""
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -89,11 +94,13 @@ class RenderQueue:
     def _retry_after(self) -> int:
         return max(1, math.ceil(self._average * (len(self._waiting) + 1) / 2))
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | None]:
         with self._cond:
             waiting = sum(1 for j in self._waiting if not j.cancelled.is_set())
+            blocks = self._running.blocks if self._running is not None else None
             return {"rendering": int(self._running is not None), "waiting": waiting, "capacity": self.capacity,
-                    "rendered": self.rendered}
+                    "rendered": self.rendered, "blocks_done": blocks[0] if blocks else None,
+                    "blocks_total": blocks[1] if blocks else None}
 
     def close(self, timeout: float | None = None) -> None:
         """Cancel everything and stop the thread."""
@@ -130,7 +137,11 @@ class RenderQueue:
         started = time.monotonic()
         try:
             on_audio = (lambda chunk: job.emit("chunk", chunk)) if job.stream else None
-            result = self.backend.render(job.request, on_audio=on_audio, should_stop=job.cancelled.is_set)
+            if job.run is not None:
+                result = job.run(self.backend, on_audio=on_audio, should_stop=job.cancelled.is_set,
+                                 on_blocks=lambda done, total: setattr(job, "blocks", (done, total)))
+            else:
+                result = self.backend.render(job.request, on_audio=on_audio, should_stop=job.cancelled.is_set)
             if job.after is not None and not job.cancelled.is_set():
                 job.extra = job.after(result)
         except CancelledError:

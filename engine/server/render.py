@@ -1,7 +1,8 @@
 """From an API request to a ``RenderRequest``: input checks, voices, parameters, long scripts.
 
 Everything here runs before the request takes a place in the queue, so a bad request is refused
-at once with its typed error and never waits for the model.
+at once with its typed error and never waits for the model. A script longer than one render is
+planned for the episode engine (``engine.server.longform``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from engine import (
     text_token_count,
     time_stretch,
 )
+from engine.server.longform import LongPlan, plan_long
 
 SPEED_RANGE = (0.25, 4.0)
 """OpenAI's ``speed``; the engine stretches 0.5–2.0 per pass, so the ends take two passes."""
@@ -42,6 +44,8 @@ class Plan:
     cast: dict[str, CastMember] = field(default_factory=dict)
     post_speed: float = 1.0
     """A tempo change still to apply to the finished audio (speeds beyond the engine's range)."""
+    long: LongPlan | None = None
+    """Set for a script longer than one render: it renders block by block through the episode engine."""
 
 
 def check_input(text: str | None, max_chars: int) -> str:
@@ -68,29 +72,33 @@ def post_process(samples, sample_rate: int, post_speed: float):
 
 
 def build_plan(library: VoiceLibrary, text: str, params: GenerationParams,
-               speakers: Mapping[str, object] | None, *, post_speed: float = 1.0) -> Plan:
-    """Check the script and voices and build the request (blocking: reads voice audio)."""
+               speakers: Mapping[str, object] | None, *, post_speed: float = 1.0, long_form: bool = False) -> Plan:
+    """Check the script and voices and build the request (blocking: reads voice audio). A script
+    longer than one render is planned for the episode engine when ``long_form`` (the backend can
+    lend its engine), else refused with ``request_too_large``."""
     parse_script(text, max_text_tokens=sys.maxsize)  # its errors first; its length is judged below
     voice = assemble_prompt(library, dict(speakers or {}))
     cast = {tag: CastMember(sample.id, sample.speaker_name) for tag, sample in (voice.speakers.items() if voice else ())}
     prefix = text_token_count(voice.transcript.strip() + "\n") if voice is not None else 0
     budget = estimate_budget(text, prompt_seconds=voice.duration if voice is not None else 0.0,
                              max_new_tokens=params.max_new_tokens, prefix_tokens=prefix)
-    request = RenderRequest(text, params, voice)
     if not budget.fits:
-        return _render_long(request, cast, budget, post_speed)
+        if not long_form:
+            raise _too_long(budget)
+        long = plan_long(text, params, voice.speakers if voice is not None else {})
+        return Plan(RenderRequest(text, long.params), cast, post_speed, long)
+    request = RenderRequest(text, params, voice)
     DiaEngine.prepare_text(request)  # every remaining check of the text the model will read
     return Plan(request, cast, post_speed)
 
 
-def _render_long(request: RenderRequest, cast: dict[str, CastMember], budget, post_speed: float) -> Plan:
-    """A script longer than one render. It belongs to the long-form episode engine, which this
-    version does not have yet: refused with ``request_too_large`` and what to do instead."""
+def _too_long(budget) -> RequestTooLargeError:
+    """A script longer than one render, on a backend that renders one request at a time only."""
     reasons = "; ".join(budget.warnings) or "it does not fit one render"
-    raise RequestTooLargeError(
+    return RequestTooLargeError(
         f"the script is longer than one render can hold (about {budget.estimated_seconds:.0f} s of speech; one "
-        f"render holds about {budget.available_seconds:.0f} s with these settings): {reasons}. Long-form rendering through the "
-        "episode engine is not available in this version; split the script into several requests")
+        f"render holds about {budget.available_seconds:.0f} s with these settings): {reasons}. This server's "
+        "renderer takes one render at a time; split the script into several requests")
 
 
 def store(history: RenderHistory | None, plan: Plan, result: RenderResult, model_id: str) -> int | None:

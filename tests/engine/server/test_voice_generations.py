@@ -110,11 +110,22 @@ def test_an_undecodable_voice_is_audio_decode_failed_without_paths(client, serve
     assert str(server.data) not in response.text and "/samples/" not in response.text
 
 
-def test_a_script_longer_than_one_render_is_refused_as_too_large(client):
+def test_a_long_script_on_a_backend_that_cannot_lend_its_engine_is_too_large(tmp_path):
+    class OneAtATime:  # renders single requests only: no with_engine for the episode engine
+        model_id = "single"
+
+        def render(self, request, *, on_audio, should_stop):
+            raise AssertionError("a long script must not reach the backend")
+
+    server = ThreadServer(OneAtATime(), tmp_path)
     long_script = "\n".join(f"[S1] This is sentence number {i} of a long show. [S2] And I reply to it."
                             for i in range(60))
-    status, kind = error_of(client.post("/v1/voice/generations", json={"input": long_script}))
-    assert (status, kind) == (413, "request_too_large")
+    try:
+        with server.client() as c:
+            response = c.post("/v1/voice/generations", json={"input": long_script})
+        assert error_of(response) == (413, "request_too_large")
+    finally:
+        server.stop()
 
 
 def test_a_failing_model_is_upstream_error(tmp_path):
