@@ -323,7 +323,15 @@ class EpisodeSession(QObject):
             lambda: self.project.lock(self._index(key), locked),
             lambda: self.project.lock(self._index(key), not locked), self))
 
-    def voice_input(self, voice: engine.episode.ProjectVoice | None) -> engine.VoiceInput | None:
+    def star_take(self, take_id: int, starred: bool) -> bool:
+        """Star a take (or take its star away); kept in the project file."""
+        return self.run(lambda: self.project.set_take_starred(take_id, starred))
+
+    def label_take(self, take_id: int, label: str) -> bool:
+        """The user's label on a take; kept in the project file."""
+        return self.run(lambda: self.project.set_take_label(take_id, label))
+
+    def voice_input(self, voice: engine.ProjectVoice | None) -> engine.VoiceInput | None:
         """A project voice as a ``VoiceInput`` again (to put it back on undo)."""
         if voice is None:
             return None
