@@ -275,7 +275,8 @@ def test_eight_hours_of_flac_in_the_voice_library_use_little_memory(tmp_path):
                 library.add(sys.argv[1], speaker_name="Ann")
             except InvalidVoiceSampleError as exc:
                 print(exc.code, exc)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+        from tests.peak_memory import peak_rss_bytes
+        print(peak_rss_bytes())
     """, str(path), str(tmp_path / "voices"))
     assert done.returncode == 0, done.stderr
     said, peak = done.stdout.splitlines()

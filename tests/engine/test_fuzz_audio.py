@@ -81,7 +81,8 @@ def test_fuzzed_wav_and_flac_headers_end_in_typed_errors_within_1_gb():
     done = run_child("""
         from tests.engine.test_fuzz_audio import fuzz
         fuzz()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+        from tests.peak_memory import peak_rss_bytes
+        print(peak_rss_bytes())
     """)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
     assert int(done.stdout.splitlines()[-1]) < PEAK_RSS_LIMIT
