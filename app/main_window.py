@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSplitter,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -46,6 +45,7 @@ from app.model_settings import (
     remote_target,
 )
 from app.now_playing import NowPlaying
+from app.panels.docks import PanelDocks
 from app.panels.history import HistoryPanel
 from app.panels.player import PlayerPanel
 from app.panels.queue import QueuePanel
@@ -67,7 +67,8 @@ DEFAULT_SIZE = QSize(1280, 860)  # on a first start; shrunk to fit smaller scree
 
 
 class MainWindow(QMainWindow):
-    """Dia Studio's main window: the script view above, render bar, player, History and Queue below."""
+    """Dia Studio's main window: the script view above, render bar and player below it; History and
+    Queue in docks (tabbed at the bottom by default; resizable, movable, floatable)."""
 
     def __init__(self, settings: Settings | None = None, services: Services | None = None,
                  parent: QWidget | None = None) -> None:
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
 
         self._build_widgets()
         self.menus = MenuBar(self, self.settings.get(opts.THEME), self.settings.get(opts.PLAY_WHILE_RENDERING))
+        self._dock_menu()
         self._build_controllers()
         self._connect()
         self.episode = EpisodeMode(self)  # the episode view beside the script view (app.episode.mode)
@@ -121,17 +123,13 @@ class MainWindow(QMainWindow):
         self.player_panel = PlayerPanel(self.player)
         self.history_panel = HistoryPanel()
         self.queue_panel = QueuePanel(self.queue)
-        self.tabs = QTabWidget()
-        self.tabs.setObjectName("bottom_tabs")
-        self.tabs.addTab(self.history_panel, "History")
-        self.tabs.addTab(self.queue_panel, "Queue")
+        self.tabs = PanelDocks(self, {"History": self.history_panel, "Queue": self.queue_panel})
 
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
         bottom_layout.addWidget(self.render_bar)
-        bottom_layout.addWidget(self.player_panel, 2)
-        bottom_layout.addWidget(self.tabs, 3)
+        bottom_layout.addWidget(self.player_panel, 1)
 
         self.main_splitter = QSplitter(Qt.Orientation.Vertical)
         self.main_splitter.setObjectName("main_splitter")
@@ -159,9 +157,17 @@ class MainWindow(QMainWindow):
         QWidget.setTabOrder(self.cast_panel.combos["S1"], self.cast_panel.combos["S2"])
         QWidget.setTabOrder(self.cast_panel.combos["S2"], self.cast_panel.manage)
         QWidget.setTabOrder(self.cast_panel.manage, self.params_panel.preset)
-        QWidget.setTabOrder(self.params_panel.reset, self.render_button)
+        QWidget.setTabOrder(self.params_panel.last_in_tab_order, self.render_button)
         QWidget.setTabOrder(self.render_button, self.cancel_button)
         QWidget.setTabOrder(self.cancel_button, self.player_panel.play_button)
+
+    def _dock_menu(self) -> None:
+        """View → History / Queue show and hide their docks."""
+        view = next(a.menu() for a in self.menuBar().actions() if a.menu() is not None and a.text() == "&View")
+        view.addSeparator()
+        for action, key in zip(self.tabs.toggle_actions(), ("Ctrl+Shift+H", "Ctrl+Shift+U")):
+            action.setShortcut(key)
+            view.addAction(action)
 
     def _build_controllers(self) -> None:
         def voices() -> dict:  # the library's samples by id, as the cast panel has them
@@ -282,7 +288,7 @@ class MainWindow(QMainWindow):
             self.script_view.restoreState(s.get(opts.EDITOR_SPLITTER))
         else:
             self.script_view.setSizes([760, 480])
-        self.tabs.setCurrentIndex(max(0, min(s.get(opts.BOTTOM_TAB), self.tabs.count() - 1)))
+        self.tabs.raise_tab(max(0, min(s.get(opts.BOTTOM_TAB), self.tabs.count() - 1)))
         size = s.get(opts.EDITOR_FONT_SIZE)
         if size > 0:
             self.script_view.set_font_size(size)

@@ -21,7 +21,8 @@ def take_label(block) -> str:
     if not ids:
         return "—"
     at = ids.index(block.chosen) + 1 if block.chosen in ids else 1
-    return f"‹ {at}/{len(ids)} ›"
+    starred = " ★" if block.takes[at - 1].starred else ""
+    return f"‹ {at}/{len(ids)} ›{starred}"
 
 
 def length_label(block) -> str:

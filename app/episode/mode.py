@@ -20,12 +20,14 @@ from app import settings as opts
 from app.episode.export_dialog import ExportDialog
 from app.episode.rendering import EpisodePlayback, EpisodeRenderer
 from app.episode.session import LAST_BLOCK, LAST_PROJECT, RENDER_INTERRUPTED, EpisodeSession, is_project_path
+from app.episode.timeline import layout_episode
 from app.episode.view import EpisodeView
 from app.settings import Option
 
 EPISODE_MODE = Option("episode/mode", False, bool)
 OPEN_FILTER = "Scripts and episodes (*.txt *.dia *.diaproj);;Episodes (*.diaproj);;Scripts (*.txt *.dia);;All files (*)"
 LEVEL_BINS = 48  # peak levels drawn per block in the overview
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum" for a widget's size
 
 
 class EpisodeMode(QObject):
@@ -41,7 +43,7 @@ class EpisodeMode(QObject):
         self.playback = EpisodePlayback(self.session, window.player, self)
         self.view.model.live = self.renderer.live
         self.export_dialog: ExportDialog | None = None
-        self._levels: dict[int, list[float]] = {}
+        self._takes: dict[int, tuple[float, list[float]]] = {}  # take id -> trimmed seconds, peak levels
         self._syncing = False
 
         self.stack = QStackedWidget()
@@ -123,6 +125,10 @@ class EpisodeMode(QObject):
         v.lock.clicked.connect(lambda on: self._on_block(lambda i: s.set_locked(i, on)))
         v.play_block.clicked.connect(lambda: self._on_block(self.play_block))
         v.keep_voice.activated.connect(self._keep_voice)
+        v.star.clicked.connect(lambda on: self._on_take(lambda take: s.star_take(take, on)))
+        v.take_name.editingFinished.connect(lambda: self._on_take(lambda take: s.label_take(take, v.take_name.text())))
+        v.switch_ab.clicked.connect(self.switch_ab)
+        s.opened.connect(lambda _p: self._takes.clear())
         v.cast.voiceChosen.connect(self._voice_chosen)
         v.overview.seekRequested.connect(self._seek)
         actions = v.actions_by_name
@@ -135,6 +141,9 @@ class EpisodeMode(QObject):
         actions["play_block"].triggered.connect(v.play_block.click)
         actions["render_all"].triggered.connect(v.render_all.click)
         actions["stop"].triggered.connect(v.stop_button.click)
+        actions["switch_ab"].triggered.connect(v.switch_ab.click)
+        actions["star"].triggered.connect(v.star.click)
+        w.player.positionChanged.connect(self._follow)
 
         r = self.renderer
         r.blockChanged.connect(self._live_changed)
@@ -158,6 +167,11 @@ class EpisodeMode(QObject):
         was = self.active
         self.stack.setCurrentWidget(self.view if on else self.window.script_view)
         self.window.render_bar.setVisible(not on)  # the episode view has its own render controls
+        self.window.player_panel.waveform.setVisible(not on)  # and its own timeline: the player is one row
+        bottom = self.window.main_splitter.widget(1)
+        for widget in (self.window.player_panel, bottom):
+            widget.layout().invalidate()
+        bottom.setMaximumHeight(bottom.minimumSizeHint().height() if on else QWIDGETSIZE_MAX)
         if on and not was:
             self._make_room()
         self.mode_action.setChecked(on)
@@ -167,7 +181,7 @@ class EpisodeMode(QObject):
         self._update_undo()
 
     def _make_room(self) -> None:
-        """The episode view gets most of the height; the player and History keep their minimum."""
+        """The episode view gets the height; the player row keeps its own."""
         splitter = self.window.main_splitter
         total = sum(splitter.sizes())
         bottom = splitter.widget(1).minimumSizeHint().height()
@@ -294,31 +308,73 @@ class EpisodeMode(QObject):
                                     ("episode-block", block.identity))
             self.window.player.play()
 
+    def _on_take(self, fn) -> None:
+        """Apply ``fn`` to the selected block's chosen take."""
+        index = self.view.selected_block()
+        blocks = self.session.blocks
+        if 0 <= index < len(blocks) and blocks[index].chosen is not None:
+            fn(blocks[index].chosen)
+
+    def switch_ab(self) -> str:
+        """Play the chosen take (A); when A or B is playing, carry on in the other from the same moment.
+        Returns "A" or "B", what is heard now ("" when there is nothing to compare)."""
+        index = self.view.selected_block()
+        if index < 0 or self.view.compare.currentData() is None:
+            return ""
+        block = self.session.blocks[index]
+        a, b = block.chosen, self.view.compare.currentData()
+        player = self.window.player
+        hearing = {("episode-take", a): "A", ("episode-take", b): "B"}.get(player.source)
+        target, position = (b, player.position) if hearing == "A" else (a, player.position if hearing else 0.0)
+        resume = hearing is None or player.state in ("playing", "buffering")  # a paused comparison stays paused
+        player.load(self.session.project.take_audio(target), engine.TARGET_SAMPLE_RATE, ("episode-take", target))
+        player.seek(min(position, player.duration))
+        if resume:
+            player.play()
+        heard = "A" if target == a else "B"
+        self.view.hearing.setText(f"Hearing {heard}")
+        return heard
+
     def _seek(self, index: int, seconds: float) -> None:
+        """Play the episode from ``seconds`` into block ``index`` (a click on the timeline)."""
         self.view.select_block(index)
         self.playback.play_from(index)
         self.window.player.seek(seconds)
 
+    def _follow(self, seconds: float) -> None:
+        """The timeline's playhead follows the episode's playback."""
+        canvas = self.view.overview
+        if self._closed or not self.playback.active:
+            if canvas.position >= 0:
+                canvas.position = -1.0
+                canvas.update()
+            return
+        spans = dict(zip(canvas.layout_.blocks, canvas.layout_.spans))
+        canvas.follow(spans.get(self.playback.first, (0.0, 0.0))[0] + seconds)
+
     def _blocks_changed(self, blocks: list) -> None:
         selected = self.view.selected_block()
         self.view.model.set_blocks(blocks)
-        self._levels = {b.index: self._levels_of(b) for b in blocks if b.chosen is not None and not b.needs_render}
-        self.view.overview.set_blocks(blocks, self.session.project.chapters(), self._levels)
+        rendered = {b.index: self._take(b.chosen) for b in blocks if b.chosen is not None and not b.needs_render}
+        layout = layout_episode(blocks, self.session.project.chapters(),
+                                {i: length for i, (length, _lv) in rendered.items()})
+        self.view.overview.set_layout(layout, {i: levels for i, (_length, levels) in rendered.items()})
+        self.view.timeline._sync_scrollbar()  # noqa: SLF001 - the length shown beside it
         done = sum(1 for b in blocks if not b.needs_render)
-        total = sum(b.seconds for b in blocks)
+        total = layout.duration
         self.view.name_label.setText(f"<b>{self.session.path.stem}</b> · {len(blocks)} blocks, {done} rendered · "
                                      f"≈ {total / 60:.1f} min")
         if 0 <= selected < len(blocks):
             self.view.select_block(selected)
         self._update_buttons()
 
-    def _levels_of(self, block) -> list[float]:
-        audio = self.session.project.take_audio(block.chosen)
-        if audio.size == 0:
-            return []
-        bins = [abs(chunk).max() if chunk.size else 0.0 for chunk in _split(audio, LEVEL_BINS)]
-        peak = max(max(bins), 1e-6)
-        return [min(1.0, float(b) / peak) for b in bins]
+    def _take(self, take_id: int) -> tuple[float, list[float]]:
+        """A take's length as the export joins it (trimmed) and its peak levels (read once per take)."""
+        if take_id not in self._takes:
+            audio = self.session.project.take_audio(take_id)
+            trimmed, _spans = engine.join_blocks([audio], set(), engine.MasterSettings(), engine.TARGET_SAMPLE_RATE)
+            self._takes[take_id] = (trimmed.shape[0] / engine.TARGET_SAMPLE_RATE, _levels(trimmed))
+        return self._takes[take_id]
 
     def _cast_changed(self, cast: dict) -> None:
         library = self.window.library
@@ -393,6 +449,14 @@ class EpisodeMode(QObject):
     def _stop_following(self, *_args) -> None:
         """The widgets are going: signals that arrive from now on change nothing on screen."""
         self._closed = True
+
+
+def _levels(audio) -> list[float]:
+    if audio.size == 0:
+        return []
+    bins = [abs(chunk).max() if chunk.size else 0.0 for chunk in _split(audio, LEVEL_BINS)]
+    peak = max(max(bins), 1e-6)
+    return [min(1.0, float(b) / peak) for b in bins]
 
 
 def _split(audio, n: int) -> list:

@@ -248,7 +248,8 @@ class EpisodeRenderer(QObject):
 
 
 class EpisodePlayback(QObject):
-    """Plays the episode from any block: the chosen takes one after another, carrying on into
+    """Plays the episode from any block as the export joins it (``engine.join_blocks``: the same
+    trims, pauses, chapter pauses and fades, without the loudness mastering), carrying on into
     blocks that are still rendering as they arrive (the player buffers meanwhile)."""
 
     playingBlock = Signal(int)  # index of the block being heard (-1: none)
@@ -256,11 +257,15 @@ class EpisodePlayback(QObject):
     def __init__(self, session: EpisodeSession, player: AudioPlayer, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session, self.player = session, player
+        self.settings = engine.MasterSettings()  # the export's join; mastering is not applied here
         self.starts: list[tuple[float, int]] = []  # (seconds into the stream, block index)
         self.next = 0
         self.first = 0
+        self._sent = 0  # samples of the join handed to the player
         self._current = -1
+        self._takes: dict[int, np.ndarray] = {}  # take id -> samples, for the blocks being played
         session.blocksChanged.connect(lambda _b: self._feed())
+        session.opened.connect(lambda _p: self._takes.clear())
         player.positionChanged.connect(self._position)
         player.stateChanged.connect(lambda _s: self._position(self.player.position))
 
@@ -279,7 +284,8 @@ class EpisodePlayback(QObject):
         index = max(0, min(index, len(blocks) - 1))
         expected = sum(b.seconds for b in blocks[index:])
         self.player.begin_stream(engine.TARGET_SAMPLE_RATE, self.source, expected)
-        self.starts, self.first, self.next = [], index, index
+        self.starts, self.first, self.next, self._sent = [], index, index, 0
+        self._takes.clear()
         self._feed()
         self.player.play()
 
@@ -287,18 +293,42 @@ class EpisodePlayback(QObject):
         if self.active:
             self.player.stop()
 
+    def _ready_until(self, blocks: list) -> int:
+        ready = self.next
+        while ready < len(blocks) and blocks[ready].chosen is not None and not blocks[ready].needs_render:
+            ready += 1
+        return ready
+
+    def _audio(self, take_id: int) -> np.ndarray:
+        if take_id not in self._takes:
+            self._takes[take_id] = np.asarray(self.session.project.take_audio(take_id), dtype=np.float32)
+        return self._takes[take_id]
+
     def _feed(self) -> None:
         if not self.active or not self.player.streaming:
             return
         blocks = self.session.blocks
-        while self.next < len(blocks) and blocks[self.next].chosen is not None and not blocks[self.next].needs_render:
-            block = blocks[self.next]
-            self.starts.append((self.player.duration, block.index))
-            audio = self.session.project.take_audio(block.chosen)
-            self.player.append(np.asarray(audio, dtype=np.float32))
-            self.next += 1
+        ready = self._ready_until(blocks)
+        if ready > self.next:
+            self._append_join(blocks, ready, complete=ready >= len(blocks))
         if self.next >= len(blocks):
             self.player.end_stream()
+
+    def _append_join(self, blocks: list, ready: int, complete: bool) -> None:
+        """Join blocks ``first``..``ready`` as the export does and hand the player what is new. The
+        last crossfade is held back until the next block (or the end) settles it."""
+        playing = blocks[self.first:ready]
+        chapters = {c.first_block - self.first for c in self.session.project.chapters()
+                    if self.first < c.first_block < ready}
+        joined, spans = engine.join_blocks([self._audio(b.chosen) for b in playing], chapters, self.settings,
+                                           engine.TARGET_SAMPLE_RATE)
+        hold = 0 if complete else round(self.settings.crossfade_seconds * engine.TARGET_SAMPLE_RATE)
+        end = max(self._sent, joined.shape[0] - hold)
+        if end > self._sent:
+            self.player.append(joined[self._sent:end])
+            self._sent = end
+        self.starts = [(start, block.index) for (start, _end), block in zip(spans, playing)]
+        self.next = ready
 
     def block_at(self, seconds: float) -> int:
         current = -1

@@ -1,13 +1,13 @@
 """The episode view's widgets: the script editor (episode syntax), the block list with take
-switcher and block actions, the cast of any number of characters, the render controls and an
-overview of the whole episode (block boundaries, chapters, playhead; click to seek)."""
+switcher, A/B compare, stars and labels and block actions, the cast of any number of characters,
+the render controls and the timeline of the whole episode (``app.episode.timeline``)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QKeyEvent, QKeySequence, QPainter, QPalette, QPen, QTextCursor, QTextFormat
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QPalette, QTextCursor, QTextFormat
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSplitter,
     QTableView,
     QTextEdit,
@@ -31,12 +31,14 @@ import engine
 from app.editor import analysis
 from app.editor.script_editor import ScriptEditor
 from app.episode.blocks import BlockModel, take_label
+from app.episode.timeline import EpisodeTimeline
 
 RANDOM_VOICE = "Random voice (seed only)"
 SHORTCUTS = {  # the episode view's keys (shown in tooltips and Help → Keyboard shortcuts)
     "next_block": "Alt+Down", "previous_block": "Alt+Up", "next_take": "Alt+Right", "previous_take": "Alt+Left",
     "regenerate": "Ctrl+R", "lock": "Ctrl+K", "play_block": "Ctrl+Shift+P",
-    "render_all": "Ctrl+Shift+Return", "stop": "Ctrl+Shift+Escape",
+    "render_all": "Ctrl+Shift+Return", "stop": "Ctrl+Shift+Escape", "switch_ab": "Ctrl+Shift+B",
+    "star": "Ctrl+Shift+8",
 }
 
 
@@ -108,79 +110,6 @@ class EpisodeEditor(ScriptEditor):
 
     def setExtraSelections(self, selections) -> None:  # noqa: N802 - keep the playing block's tint
         super().setExtraSelections(list(selections) + list(getattr(self, "playing_selections", [])))
-
-
-class EpisodeOverview(QWidget):
-    """The whole episode at a glance: each block's length (its take or estimate), block
-    boundaries, chapter markers, the playhead. A click seeks there (``seekRequested``)."""
-
-    seekRequested = Signal(int, float)  # block index, seconds into it
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("episode_overview")
-        self.setAccessibleName("Episode overview: blocks and chapters; click to play from there")
-        self.setMinimumHeight(56)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.blocks: list = []
-        self.chapters: list = []
-        self.levels: dict[int, list[float]] = {}  # block index -> peak levels of its chosen take
-        self.playing = -1
-        self.selected = -1
-
-    def set_blocks(self, blocks: list, chapters: list, levels: dict[int, list[float]]) -> None:
-        self.blocks, self.chapters, self.levels = list(blocks), list(chapters), dict(levels)
-        self.update()
-
-    def _spans(self) -> list[tuple[float, float]]:
-        total = sum(max(0.1, b.seconds) for b in self.blocks) or 1.0
-        x, width, spans = 0.0, float(self.width()), []
-        for block in self.blocks:
-            w = width * max(0.1, block.seconds) / total
-            spans.append((x, w))
-            x += w
-        return spans
-
-    def paintEvent(self, _event) -> None:  # noqa: N802
-        painter = QPainter(self)
-        pal = self.palette()
-        painter.fillRect(self.rect(), pal.color(QPalette.ColorRole.Base))
-        h = self.height()
-        mid = h / 2
-        wave = pal.color(QPalette.ColorRole.Text)
-        for block, (x, w) in zip(self.blocks, self._spans()):
-            if block.index == self.playing or block.index == self.selected:
-                tint = pal.color(QPalette.ColorRole.Highlight)
-                tint.setAlpha(70 if block.index == self.playing else 35)
-                painter.fillRect(QRectF(x, 0, w, h), tint)
-            levels = self.levels.get(block.index)
-            color = QColor(wave)
-            color.setAlpha(200 if levels else 60)
-            painter.setPen(QPen(color, 1))
-            if levels:
-                n = len(levels)
-                for i, level in enumerate(levels):
-                    px = x + w * (i + 0.5) / n
-                    painter.drawLine(QPointF(px, mid - level * (mid - 4)), QPointF(px, mid + level * (mid - 4)))
-            else:
-                painter.drawLine(QPointF(x + 2, mid), QPointF(x + w - 2, mid))
-            painter.setPen(QPen(pal.color(QPalette.ColorRole.Mid), 1))
-            painter.drawLine(QPointF(x, 0), QPointF(x, h))
-        spans = self._spans()
-        painter.setPen(QPen(QColor("#d07a00"), 2))
-        for chapter in self.chapters:
-            if 0 <= chapter.first_block < len(spans):
-                x = spans[chapter.first_block][0] + 1
-                painter.drawLine(QPointF(x, 0), QPointF(x, h))
-                painter.drawText(QPointF(x + 4, 12), chapter.title[:40])
-        painter.end()
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802
-        x = event.position().x()
-        for block, (start, w) in zip(self.blocks, self._spans()):
-            if start <= x < start + w:
-                self.seekRequested.emit(block.index, (x - start) / max(1.0, w) * block.seconds)
-                return
 
 
 class CastBox(QGroupBox):
@@ -331,6 +260,32 @@ class EpisodeView(QWidget):
         for w in (self.previous_take, self.take_label, self.next_take, self.regenerate, self.lock, self.play_block):
             row.addWidget(w)
         row.addStretch(1)
+        self.star = _button("☆", "episode_star", f"Star this take ({SHORTCUTS['star']})")
+        self.star.setCheckable(True)
+        self.star.setAccessibleName("Star this take")
+        self.star.setMaximumWidth(40)
+        self.take_name = QLineEdit()
+        self.take_name.setObjectName("episode_take_name")
+        self.take_name.setAccessibleName("Label of this take")
+        self.take_name.setPlaceholderText("Label this take…")
+        self.take_name.setToolTip("Your note on this take (Enter keeps it); kept in the project file")
+        self.compare = QComboBox()
+        self.compare.setObjectName("episode_compare")
+        self.compare.setAccessibleName("Take B to compare with")
+        self.compare.setToolTip("The take to compare the chosen one (A) with")
+        self.switch_ab = _button("A ⇄ B", "episode_switch_ab",
+                                 f"Play take A; press again to hear B from the same moment ({SHORTCUTS['switch_ab']})")
+        self.switch_ab.setAccessibleName("Switch between take A and take B")
+        self.hearing = QLabel()
+        self.hearing.setObjectName("episode_hearing")
+        marks = QHBoxLayout()
+        marks.addWidget(self.star)
+        marks.addWidget(self.take_name, 1)
+        compare = QHBoxLayout()
+        compare.addWidget(QLabel("Compare A with"))
+        compare.addWidget(self.compare, 1)
+        compare.addWidget(self.switch_ab)
+        compare.addWidget(self.hearing)
         row2 = QHBoxLayout()
         row2.addWidget(QLabel("Keep this voice:"))
         row2.addWidget(self.keep_voice, 1)
@@ -345,6 +300,8 @@ class EpisodeView(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.table, 3)
         right_layout.addLayout(row)
+        right_layout.addLayout(marks)
+        right_layout.addLayout(compare)
         right_layout.addLayout(row2)
         right_layout.addWidget(cast_scroll, 2)
 
@@ -362,19 +319,21 @@ class EpisodeView(QWidget):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
 
-        self.overview = EpisodeOverview()
+        self.timeline = EpisodeTimeline()
+        self.overview = self.timeline.canvas
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addWidget(self.splitter, 1)
-        layout.addWidget(self.overview)
+        layout.addWidget(self.timeline)
 
         self.actions_by_name: dict[str, QAction] = {}
         for name, text in (("next_block", "Next block"), ("previous_block", "Previous block"),
                            ("next_take", "Next take"), ("previous_take", "Previous take"),
                            ("regenerate", "Regenerate block"), ("lock", "Lock / unlock block"),
                            ("play_block", "Play block"), ("render_all", "Render all blocks"),
-                           ("stop", "Stop rendering the episode")):
+                           ("stop", "Stop rendering the episode"), ("switch_ab", "Switch between takes A and B"),
+                           ("star", "Star / unstar the take")):
             action = QAction(text, self)
             action.setObjectName(f"episode_action_{name}")
             action.setShortcut(QKeySequence(SHORTCUTS[name]))
@@ -408,9 +367,32 @@ class EpisodeView(QWidget):
         self.lock.setChecked(has and block.locked)
         self.lock.setText("Unlock" if has and block.locked else "Lock")
         self.play_block.setEnabled(has and block.chosen is not None and not block.needs_render)
+        self._show_take_marks(block)
         self.keep_voice.clear()
         self.keep_voice.addItem("—", None)
         if has and block.chosen is not None:
             for character in block.characters:
                 self.keep_voice.addItem(character, character)
         self.keep_voice.setEnabled(self.keep_voice.count() > 1)
+
+    def _show_take_marks(self, block) -> None:
+        """The chosen take's star and label; the other takes to compare it with."""
+        take = next((t for t in block.takes if t.id == block.chosen), None) if block is not None else None
+        self.star.setEnabled(take is not None)
+        self.star.setChecked(take is not None and take.starred)
+        self.star.setText("★" if take is not None and take.starred else "☆")
+        self.take_name.setEnabled(take is not None)
+        if not self.take_name.hasFocus():
+            self.take_name.setText(take.label if take is not None else "")
+        self.compare.clear()
+        if take is not None:
+            for number, other in enumerate(block.takes, start=1):
+                if other.id != take.id:
+                    self.compare.addItem(take_title(number, other), other.id)
+        self.compare.setEnabled(self.compare.count() > 0)
+        self.switch_ab.setEnabled(self.compare.count() > 0)
+
+
+def take_title(number: int, take) -> str:
+    """“Take 2 ★ warmer” for a menu."""
+    return " ".join(part for part in (f"Take {number}", "★" if take.starred else "", take.label) if part)

@@ -1,11 +1,14 @@
-"""Sampling parameters: a slider and spin box per ``engine.PARAM_SPECS`` entry, the seed, presets."""
+"""Sampling parameters, producer first: presets, then what shapes a take (temperature, speed, the
+longest take in seconds) and the seed; the raw sampling controls (CFG scale, top-p, CFG filter
+top-k) wait in an "Advanced" section, collapsed until opened (remembered). A slider and spin box per
+``engine.PARAM_SPECS`` entry."""
 
 from __future__ import annotations
 
 import logging
 
 from PySide6.QtCore import QRegularExpression, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtGui import QRegularExpressionValidator, QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -20,20 +23,63 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 import engine
 from app import settings as opts
-from app.settings import Settings
+from app.settings import Option, Settings
 
 log = logging.getLogger(__name__)
 
-SLIDER_PARAMS = ("cfg_scale", "temperature", "top_p", "cfg_filter_top_k", "speed_factor", "max_new_tokens")
+MAIN_PARAMS = ("temperature", "speed_factor", "max_new_tokens")
+ADVANCED_PARAMS = ("cfg_scale", "top_p", "cfg_filter_top_k")
+SLIDER_PARAMS = MAIN_PARAMS + ADVANCED_PARAMS
+ADVANCED_OPEN = Option("render/advanced_open", False, bool)
 SEED_MAX = 2**63 - 1
 CUSTOM = "Custom"
 PRESET_DIALOG_WIDTH = 420  # the title bar shows "Save preset — Dia Studio" whole
+
+
+def seconds_for_tokens(tokens: int) -> float:
+    """Seconds of audio a ``max_new_tokens`` budget allows (no voice prompt): the engine's numbers."""
+    return engine.frames_to_seconds(max(0, int(tokens) - engine.DECODER_OVERHEAD_FRAMES))
+
+
+def tokens_for_seconds(seconds: float) -> int:
+    """The ``max_new_tokens`` that allows ``seconds`` of audio."""
+    return round(engine.seconds_to_frames(max(0.0, seconds))) + engine.DECODER_OVERHEAD_FRAMES
+
+
+class AudioLengthSpinBox(QSpinBox):
+    """Holds ``max_new_tokens`` and shows (and takes) the seconds of audio they allow."""
+
+    _NUMBER = QRegularExpression(r"^\s*(\d{0,4}(?:[.,]\d{0,2})?)\s*s?\s*$")
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802
+        return f"{seconds_for_tokens(value):.1f} s"
+
+    def valueFromText(self, text: str) -> int:  # noqa: N802
+        match = self._NUMBER.match(text)
+        number = match.captured(1).replace(",", ".") if match.hasMatch() else ""
+        try:
+            tokens = tokens_for_seconds(float(number))
+        except ValueError:
+            return self.value()
+        return min(self.maximum(), max(self.minimum(), tokens))
+
+    def validate(self, text: str, pos: int) -> QValidator.State:
+        match = self._NUMBER.match(text)
+        if not match.hasMatch():
+            return QValidator.State.Invalid
+        number = match.captured(1).replace(",", ".")
+        if number in ("", "."):
+            return QValidator.State.Intermediate
+        tokens = tokens_for_seconds(float(number))
+        return QValidator.State.Acceptable if self.minimum() <= tokens <= self.maximum() else \
+            QValidator.State.Intermediate
 
 
 class ParamControl:
@@ -46,8 +92,12 @@ class ParamControl:
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, self.steps)
         self.slider.setObjectName(f"{spec.name}_slider")
-        if spec.is_integer:
-            self.spin: QAbstractSpinBox = QSpinBox()
+        if spec.name == "max_new_tokens":
+            self.spin: QAbstractSpinBox = AudioLengthSpinBox()
+            self.spin.setRange(int(spec.minimum), int(spec.maximum))
+            self.spin.setSingleStep(int(spec.step))
+        elif spec.is_integer:
+            self.spin = QSpinBox()
             self.spin.setRange(int(spec.minimum), int(spec.maximum))
             self.spin.setSingleStep(int(spec.step))
         else:
@@ -60,6 +110,10 @@ class ParamControl:
         self.spin.setMinimumWidth(78)
         self.spin.setAlignment(Qt.AlignmentFlag.AlignRight)
         tip = f"{spec.help}\nRange {spec.minimum}–{spec.maximum}, default {spec.default}."
+        if spec.name == "max_new_tokens":
+            tip = (f"{spec.help}\nShown in seconds of audio: {seconds_for_tokens(spec.minimum):.1f}–"
+                   f"{seconds_for_tokens(spec.maximum):.1f} s ({spec.minimum}–{spec.maximum} decoder steps), "
+                   f"default {seconds_for_tokens(spec.default):.1f} s; a voice prompt takes its length from it.")
         for widget in (self.label, self.slider, self.spin):
             widget.setToolTip(tip)
         self.label.setBuddy(self.spin)
@@ -205,15 +259,11 @@ class ParametersPanel(QWidget):
         grid.addWidget(preset_label, 0, 0)
         grid.addLayout(preset_row, 0, 1, 1, 2)
 
-        for row, name in enumerate(SLIDER_PARAMS, start=1):
-            control = ParamControl(engine.PARAM_SPECS[name], self._changed)
-            self.controls[name] = control
-            grid.addWidget(control.label, row, 0)
-            grid.addWidget(control.slider, row, 1)
-            grid.addWidget(control.spin, row, 2)
+        for row, name in enumerate(MAIN_PARAMS, start=1):
+            self._add_control(grid, name, row)
         self.seed = SeedControl()
         self.seed.changed.connect(self._changed)
-        seed_row = len(SLIDER_PARAMS) + 1
+        seed_row = len(MAIN_PARAMS) + 1
         grid.addWidget(self.seed.label, seed_row, 0)
         grid.addWidget(self.seed, seed_row, 1, 1, 2)
         grid.addWidget(self.seed.last, seed_row + 1, 1)
@@ -222,9 +272,31 @@ class ParametersPanel(QWidget):
         self.reset.setToolTip("Set every parameter to its default (the seed becomes random).")
         grid.addWidget(self.reset, seed_row + 1, 2)
         grid.setColumnStretch(1, 1)
+
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setObjectName("advanced_toggle")
+        self.advanced_toggle.setText("Advanced: CFG scale, top-p, CFG filter top-k")
+        self.advanced_toggle.setAccessibleName("Advanced sampling parameters")
+        self.advanced_toggle.setToolTip("The raw sampling controls; presets set them for you.")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setAutoRaise(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced = QWidget()
+        self.advanced.setObjectName("advanced_params")
+        advanced_grid = QGridLayout(self.advanced)
+        advanced_grid.setContentsMargins(0, 0, 0, 0)
+        advanced_grid.setHorizontalSpacing(8)
+        advanced_grid.setVerticalSpacing(2)
+        for row, name in enumerate(ADVANCED_PARAMS):
+            self._add_control(advanced_grid, name, row)
+        advanced_grid.setColumnStretch(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(grid)
+        layout.addWidget(self.advanced_toggle)
+        layout.addWidget(self.advanced)
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        self._show_advanced(settings.get(ADVANCED_OPEN))
 
         self.preset.activated.connect(self._preset_chosen)
         self.save_preset.clicked.connect(self.ask_save_preset)
@@ -234,11 +306,29 @@ class ParametersPanel(QWidget):
         self._restore()
         self._set_tab_order()
 
+    def _add_control(self, grid: QGridLayout, name: str, row: int) -> None:
+        control = ParamControl(engine.PARAM_SPECS[name], self._changed)
+        self.controls[name] = control
+        grid.addWidget(control.label, row, 0)
+        grid.addWidget(control.slider, row, 1)
+        grid.addWidget(control.spin, row, 2)
+
+    def _show_advanced(self, on: bool) -> None:
+        """Open or close the Advanced section (remembered for the next start)."""
+        with QSignalBlocker(self.advanced_toggle):
+            self.advanced_toggle.setChecked(on)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.advanced.setVisible(on)
+        self.settings.set(ADVANCED_OPEN, on)
+
     def _set_tab_order(self) -> None:
         chain = [self.preset, self.save_preset, self.delete_preset]
-        for control in self.controls.values():
-            chain += [control.slider, control.spin]
-        chain += [self.seed.edit, self.seed.random, self.seed.reuse, self.reset]
+        for name in MAIN_PARAMS:
+            chain += [self.controls[name].slider, self.controls[name].spin]
+        chain += [self.seed.edit, self.seed.random, self.seed.reuse, self.reset, self.advanced_toggle]
+        for name in ADVANCED_PARAMS:
+            chain += [self.controls[name].slider, self.controls[name].spin]
+        self.last_in_tab_order = chain[-1]
         for a, b in zip(chain, chain[1:]):
             QWidget.setTabOrder(a, b)
 
