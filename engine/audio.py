@@ -10,7 +10,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 
@@ -29,7 +29,7 @@ METADATA_KEYS = ("title", "artist", "album", "date", "comment", "genre", "trackn
 """Tags ``write_audio`` accepts: the set libsndfile can store in WAV and FLAC, so every format
 keeps the same keys. Put structured data (render parameters) into ``comment`` as JSON."""
 
-AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
 # Containers libsndfile reads natively; everything else goes through FFmpeg (PyAV).
 _SOUNDFILE_FORMATS = {"WAV", "WAVEX", "RF64", "W64", "AIFF", "FLAC", "CAF"}

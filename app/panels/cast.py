@@ -76,7 +76,7 @@ class CastPanel(QWidget):
         except engine.DiaStudioError as exc:
             voices, message = [], exc.message
         self.samples = {v.id: v for v in voices}
-        for tag, combo in self.combos.items():
+        for combo in self.combos.values():
             with QSignalBlocker(combo):
                 combo.clear()
                 combo.addItem("Random voice", RANDOM)
