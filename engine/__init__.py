@@ -66,6 +66,7 @@ _EXPORTS = {
                        "SplitSettings", "EpisodeProgress", "MasterSettings", "master_episode",
                        "cast_voice_from_take", "pending_blocks", "PROJECT_SUFFIX", "model_key", "engine_settings",
                        "EpisodeMetadata", "LOUDNESS_PRESETS", "join_blocks", "embed_cover", "COVER_FORMATS",
+                       "cover_image_type",
                        "estimate_captions", "ProjectVoice"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

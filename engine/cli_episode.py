@@ -4,6 +4,9 @@
     dia-studio episode status --project EP.diaproj [--json]
     dia-studio episode regenerate --project EP.diaproj BLOCK [--seed N]
     dia-studio episode export --project EP.diaproj -o OUT [mastering and caption options]
+    dia-studio episode choose --project EP.diaproj BLOCK TAKE
+    dia-studio episode lock --project EP.diaproj BLOCK [TAKE] [--unlock]
+    dia-studio episode keep-voice --project EP.diaproj BLOCK CHARACTER [--take N] [--to-library NAME]
 
 ``render`` creates or updates the project from the script, renders the blocks that need it on one
 loaded model and exports. Run again after a kill or Ctrl-C, it continues where it stopped.
@@ -15,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from engine.cli_voices import STT_MODEL_ENV
 from engine.errors import GenerationError, InvalidParameterError, MissingInputError
 from engine.params import PARAM_SPECS
 
@@ -71,6 +76,35 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _add_export_options(p)
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("choose", help="make one of a block's takes the one the episode uses")
+    _add_project(p)
+    p.add_argument("block", type=int, metavar="BLOCK", help="block index (see status)")
+    p.add_argument("take", type=int, metavar="TAKE", help="take id (status lists each block's takes)")
+    p.set_defaults(handler=cmd_choose)
+
+    p = sub.add_parser("lock", help="lock a block on its chosen take (render and regenerate leave it alone)")
+    _add_project(p)
+    p.add_argument("block", type=int, metavar="BLOCK", help="block index (see status)")
+    p.add_argument("take", type=int, nargs="?", metavar="TAKE", help="choose this take first (default: the chosen one)")
+    p.add_argument("--unlock", action="store_true", help="unlock the block instead")
+    p.set_defaults(handler=cmd_lock)
+
+    p = sub.add_parser("keep-voice", help="give a character a voice cut from a take (needs the stt extra)",
+                       description="Keep this voice: cut CHARACTER's clearest 3-10 s from a take of BLOCK (found "
+                                   "with Whisper's word timestamps) and make it the character's voice, so every "
+                                   "later block of theirs is conditioned on it. The block is locked on that take.")
+    _add_project(p)
+    p.add_argument("block", type=int, metavar="BLOCK", help="block index (see status)")
+    p.add_argument("character", metavar="CHARACTER", help="a character who speaks in that block")
+    p.add_argument("--take", type=int, default=None, metavar="N", help="take id (default: the block's chosen take)")
+    p.add_argument("--to-library", metavar="NAME", help="also keep the voice in the voice library as NAME")
+    _add_stt_model(p, "for the word timestamps")
+    p.set_defaults(handler=cmd_keep_voice)
+
+    for nested in sub.choices.values():  # as on every other command (engine.cli adds it to the first level)
+        nested.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="also print the libraries' log lines and warnings on the terminal")
     return episode
 
 
@@ -84,6 +118,7 @@ def _add_project(p: argparse.ArgumentParser) -> None:
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
+    from engine.episode.captions import CAPTION_TIMINGS
     from engine.episode.master import LOUDNESS_PRESETS
 
     p.add_argument("--loudness", choices=list(LOUDNESS_PRESETS), default=None,
@@ -94,8 +129,24 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pause-seconds", type=float, default=None, help="pause between blocks (default 0.4)")
     p.add_argument("--chapter-pause-seconds", type=float, default=None,
                    help="pause before a chapter (default 1.2)")
-    p.add_argument("--captions", type=Path, metavar="OUT.vtt|OUT.srt", help="also write captions (estimated timing)")
+    p.add_argument("--captions", type=Path, metavar="OUT.vtt|OUT.srt", help="also write captions, one per turn")
+    p.add_argument("--captions-timing", choices=list(CAPTION_TIMINGS), default="auto",
+                   help="time captions by the words Whisper hears (stt: needs the stt extra), by the text's "
+                        "length (estimate), or by Whisper when it and its model are installed (auto, the default)")
+    _add_stt_model(p, "for --captions-timing stt or auto")
     p.add_argument("--chapters-json", type=Path, metavar="OUT.json", help="also write podcast:chapters JSON")
+
+
+def _add_stt_model(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--stt-model", metavar="MODEL",
+                   help=f"Whisper model {what}: a size (tiny.en, base.en, small …), a Hugging Face repo id or a "
+                        f"folder (default: ${STT_MODEL_ENV} or base.en)")
+
+
+def _stt_model(args) -> str:
+    from engine.stt import DEFAULT_MODEL
+
+    return getattr(args, "stt_model", None) or os.environ.get(STT_MODEL_ENV) or DEFAULT_MODEL
 
 
 # --------------------------------------------------------------------------- helpers
@@ -233,6 +284,7 @@ def cmd_render(args) -> int:
     from engine.episode.script import parse_episode
 
     output = _check_episode_output(args.output)
+    _check_caption_timing(args)
     script = _read_script(args.script)
     characters = parse_episode(script).characters
     cast = _cast(args, characters)
@@ -264,35 +316,75 @@ def cmd_render(args) -> int:
         return _export(project, output, args, export)
 
 
+def _caption_words(args):
+    """The transcriber that times the captions (None: estimated), loaded before the mastering."""
+    from engine.episode.assemble import caption_transcriber
+    from engine.stt import stt_available
+
+    if args.captions is None:
+        return None
+    if args.captions_timing != "estimate" and stt_available() and not getattr(args, "quiet", False):
+        print(f"Timing the captions with Whisper ({_stt_model(args)})…", file=sys.stderr)
+    return caption_transcriber(args.captions_timing, model=_stt_model(args),
+                               allow_download=args.captions_timing == "stt")
+
+
+def _check_caption_timing(args) -> None:
+    """``--captions-timing stt`` without the stt extra fails now, not after the render."""
+    from engine.stt import require_stt
+
+    if args.captions is not None and args.captions_timing == "stt":
+        require_stt("Captions timed by speech recognition")
+
+
+def _captions_line(result, blocks: int) -> str:
+    estimated = result.captions_estimated
+    if len(estimated) == blocks:
+        return (f"Captions {result.captions}: timing estimated from the text (for timing by speech recognition: "
+                "pip install 'dia-studio[stt]' and its Whisper model)")
+    if estimated:
+        return (f"Captions {result.captions}: timed by speech recognition, estimated in block(s) "
+                f"{', '.join(map(str, estimated))}")
+    return f"Captions {result.captions}: timed by speech recognition"
+
+
 def _export(project, output: Path, args, export: dict) -> int:
     from engine.cli import _ignore_interrupts
     from engine.episode.assemble import export_project
 
+    words = _caption_words(args)
     result = export_project(project, output, settings=_master_settings(export), captions=args.captions,
-                            chapters_json=args.chapters_json)
+                            chapters_json=args.chapters_json, captions_timing="estimate" if words is None else "stt",
+                            transcriber=words)
     _ignore_interrupts()
     if not getattr(args, "quiet", False):
         loudness = f", {result.loudness_lufs:.1f} LUFS" if result.loudness_lufs is not None else ""
-        print(f"Wrote {result.path}: {result.seconds:.1f} s, {len(project.blocks())} blocks, "
+        blocks = len(project.blocks())
+        print(f"Wrote {result.path}: {result.seconds:.1f} s, {blocks} blocks, "
               f"{result.chapters} chapters{loudness}", file=sys.stderr)
+        if result.captions is not None:
+            print(_captions_line(result, blocks), file=sys.stderr)
     return 0
 
 
 def cmd_status(args) -> int:
     with _existing_project(args.project) as project:
         status = project.status()
+        records = project.blocks()
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=2))
         return 0
     starts = {c["first_block"]: c["title"] for c in status["chapters"]}
-    for block in status["blocks"]:
+    for block, record in zip(status["blocks"], records):
         if block["index"] in starts:
             print(f"# {starts[block['index']]}")
         text = " ".join(block["text"].split())
         text = text if len(text) <= 60 else text[:59] + "…"
-        print(f"{block['index']:>4}  {block['state']:<8} {block['takes']:>2} take(s) {block['seconds']:>6.1f} s  {text}")
+        takes = " ".join(f"{t.id}{'*' if t.id == record.chosen else ''}" for t in record.takes) or "-"
+        print(f"{block['index']:>4}  {block['state']:<8} {block['seconds']:>6.1f} s  takes {takes:<12} {text}")
     done = sum(1 for b in status["blocks"] if b["state"] in ("done", "locked"))
-    print(f"{done} of {len(status['blocks'])} blocks rendered, {status['seconds_total']:.1f} s in all")
+    print(f"{done} of {len(status['blocks'])} blocks rendered, {status['seconds_total']:.1f} s in all "
+          "(takes: ids, * the chosen one)")
     return 0
 
 
@@ -320,3 +412,54 @@ def cmd_export(args) -> int:
         export = _export_settings(args, project.settings.export)
         _master_settings(export)
         return _export(project, output, args, export)
+
+
+def cmd_choose(args) -> int:
+    with _existing_project(args.project) as project:
+        project.choose(args.block, args.take)
+        block = project.block(args.block)
+    print(f"Block {args.block} now uses take {args.take}" + (" (it is locked on it)" if block.locked else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_lock(args) -> int:
+    with _existing_project(args.project) as project:
+        if args.take is not None:
+            project.choose(args.block, args.take)
+        project.lock(args.block, not args.unlock)
+        block = project.block(args.block)
+    if args.unlock:
+        print(f"Block {args.block} is unlocked (take {block.chosen} stays chosen)", file=sys.stderr)
+    else:
+        print(f"Block {args.block} is locked on take {block.chosen}", file=sys.stderr)
+    return 0
+
+
+def cmd_keep_voice(args) -> int:
+    from engine import stt
+    from engine.episode.script import clean_name
+    from engine.episode.take_voice import cast_voice_from_take
+    from engine.voices import VoiceLibrary
+
+    stt.require_stt("Keeping a voice from a take")  # before anything else: says what to install
+    character = clean_name(args.character)
+    with _existing_project(args.project) as project:
+        project.block(args.block)  # a bad index fails before Whisper loads
+        transcriber = stt.WhisperTranscriber(model=_stt_model(args), allow_download=True)
+        print(f"Finding {character}'s words with Whisper ({transcriber.model})…", file=sys.stderr)
+        library = VoiceLibrary() if args.to_library else None
+        try:
+            voice = cast_voice_from_take(project, args.block, character, take_id=args.take, transcriber=transcriber,
+                                         library=library, library_name=args.to_library)
+        finally:
+            if library is not None:
+                library.close()
+        block = project.block(args.block)
+        again = sum(1 for b in project.blocks() if character in b.characters and b.needs_render)
+    kept = f" and in the voice library as '{args.to_library}'" if args.to_library else ""
+    print(f"{character} now speaks with {voice.duration:.1f} s cut from take {block.chosen} of block {args.block} "
+          f"(\"{voice.transcript}\"), kept in the project{kept}. Block {args.block} is locked on that take; "
+          f"{again} block(s) of {character} will render with the new voice at the next episode render.",
+          file=sys.stderr)
+    return 0

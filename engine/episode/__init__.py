@@ -9,15 +9,14 @@ a queue on one loaded model, then joined, mastered and exported.
         export_project(project, "ep.mp3", captions="ep.vtt")
 
 Modules: ``script`` (syntax), ``split`` (blocks), ``project`` (the file), ``render`` (the queue),
-``assemble`` (export glue) over ``master``, ``export`` and ``captions``, ``voice_from_take``. Names
+``assemble`` (export glue) over ``master``, ``export`` and ``captions``, ``take_voice`` (a voice
+from a take). Names
 load lazily.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 _EXPORTS = {
     "engine.episode.script": ["EpisodeScript", "EpisodeTurn", "EpisodeChapter", "parse_episode", "check_episode",
@@ -29,10 +28,11 @@ _EXPORTS = {
     "engine.episode.render": ["render_episode", "regenerate_block", "pending_blocks", "EpisodeProgress",
                               "RenderSummary", "model_key", "engine_settings"],
     "engine.episode.assemble": ["export_project", "ExportResult"],
-    "engine.episode.master": ["MasterSettings", "master_episode", "LOUDNESS_PRESETS"],
-    "engine.episode.export": ["EpisodeMetadata"],
-    "engine.episode.voice_from_take": ["voice_from_take", "cast_voice_from_take", "save_to_library", "TakeVoice",
-                                       "align_words"],
+    "engine.episode.master": ["MasterSettings", "master_episode", "LOUDNESS_PRESETS", "join_blocks"],
+    "engine.episode.export": ["EpisodeMetadata", "embed_cover", "COVER_FORMATS", "cover_image_type"],
+    "engine.episode.captions": ["estimate_captions"],
+    "engine.episode.take_voice": ["voice_from_take", "cast_voice_from_take", "save_to_library", "TakeVoice",
+                                  "align_words"],
     "engine.errors": ["ProjectCorruptError"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -46,16 +46,3 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-class _Package(types.ModuleType):
-    """Importing the submodule ``voice_from_take`` makes Python set the package attribute of that name to
-    the module, hiding the function of the same name: keep the function there instead."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _WHERE.get(name) == value.__name__:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.episode.project import (
     SAMPLE_RATE,
@@ -14,7 +17,11 @@ from engine.episode.project import (
     ChapterRecord,
     EpisodeProject,
 )
-from engine.errors import MissingInputError
+from engine.errors import DiaStudioError, InvalidParameterError, MissingInputError
+
+if TYPE_CHECKING:
+    from engine.episode.master import JoinedEpisode
+    from engine.stt import WordTranscriber
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,11 @@ class ExportResult:
     chapters: int
     captions: Path | None = None
     chapters_json: Path | None = None
+    captions_estimated: tuple[int, ...] | None = None
+    """Blocks whose caption timing is estimated (all of them without speech-to-text); None: no captions."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase: ``read`` (the takes), ``master``, ``write`` (the episode file),
+    ``captions``, ``chapters_json``."""
 
 
 def _chapters(chapters: list[ChapterRecord], spans: list[tuple[float, float]], duration: float):
@@ -65,13 +77,79 @@ def _missing(blocks: list[BlockRecord]) -> None:
                                 "(dia-studio episode render)")
 
 
+class _Phases:
+    """Seconds per phase of an export (``ExportResult.timings``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, work: Callable[[], object]):
+        t0 = time.perf_counter()
+        try:
+            return work()
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def caption_transcriber(timing: str, transcriber: WordTranscriber | None = None, *, model: str | None = None,
+                        allow_download: bool = False) -> WordTranscriber | None:
+    """The word transcriber captions are timed with (``transcriber``, else Whisper's ``model``, by
+    default ``stt.DEFAULT_MODEL``), or None to estimate them.
+
+    ``stt`` insists (``MissingDependencyError`` without faster-whisper, ``ModelNotFoundError`` without
+    its model); ``auto`` uses it only when both are at hand; ``estimate`` never does."""
+    from engine.episode.captions import CAPTION_TIMINGS
+
+    if timing not in CAPTION_TIMINGS:
+        raise InvalidParameterError(f"Unknown caption timing '{timing}'; use one of {', '.join(CAPTION_TIMINGS)}.")
+    if timing == "estimate":
+        return None
+    if transcriber is not None:
+        return transcriber
+    from engine import stt
+
+    if timing == "stt":
+        stt.require_stt("Captions timed by speech recognition")
+    elif not stt.stt_available():
+        return None
+    whisper = stt.WhisperTranscriber(model=model or stt.DEFAULT_MODEL, allow_download=allow_download)
+    try:
+        whisper.load()
+    except DiaStudioError:
+        if timing == "stt":
+            raise
+        return None  # auto: the Whisper model is not downloaded
+    return whisper
+
+
+def _write_captions(path: str | os.PathLike, blocks: list[BlockRecord], joined: JoinedEpisode,
+                    transcriber: WordTranscriber | None) -> tuple[Path, tuple[int, ...]]:
+    from engine.episode.captions import (
+        estimate_captions,
+        stt_captions,
+        timing_note,
+        write_captions,
+    )
+
+    turns = [list(b.turns) for b in blocks]
+    if transcriber is None:
+        return (write_captions(path, estimate_captions(turns, joined.block_spans), estimated=True),
+                tuple(b.index for b in blocks))
+    rate = joined.sample_rate
+    audio = [joined.samples[round(a * rate):round(b * rate), 0] for a, b in joined.block_spans]
+    captions, estimated = stt_captions(turns, audio, joined.block_spans, rate, transcriber)
+    return write_captions(path, captions, estimated=bool(estimated), note=timing_note(estimated)), tuple(estimated)
+
+
 def export_project(project: EpisodeProject, output: str | os.PathLike, *, settings=None, metadata=None,
                    captions: str | os.PathLike | None = None,
-                   chapters_json: str | os.PathLike | None = None) -> ExportResult:
+                   chapters_json: str | os.PathLike | None = None, captions_timing: str = "auto",
+                   transcriber: WordTranscriber | None = None) -> ExportResult:
     """Master the chosen takes (``MasterSettings``) and write the episode with its chapters and
-    metadata; optionally estimated captions (.vtt/.srt) and a chapters JSON. Every file is written
-    atomically. Raises ``MissingInputError`` while a block has no take."""
-    from engine.episode.captions import estimate_captions, write_captions
+    metadata; optionally captions (.vtt/.srt) and a chapters JSON. Every file is written atomically.
+
+    Captions are timed per ``captions_timing`` (``caption_transcriber``; ``transcriber`` replaces the
+    default Whisper model). Raises ``MissingInputError`` while a block has no take."""
     from engine.episode.export import (
         EpisodeMetadata,
         export_episode,
@@ -80,12 +158,14 @@ def export_project(project: EpisodeProject, output: str | os.PathLike, *, settin
     from engine.episode.master import MasterSettings, master_episode
 
     settings = settings or MasterSettings()
+    phases = _Phases()
     blocks = project.blocks()
     _missing(blocks)
+    words = caption_transcriber(captions_timing, transcriber) if captions is not None else None
     chapter_records = project.chapters()
-    takes = [project.take_audio(b.chosen) for b in blocks]
+    takes = phases.run("read", lambda: [project.take_audio(b.chosen) for b in blocks])
     chapter_starts = {c.first_block for c in chapter_records if 0 < c.first_block < len(blocks)}
-    joined = master_episode(takes, chapter_starts, settings, SAMPLE_RATE)
+    joined = phases.run("master", lambda: master_episode(takes, chapter_starts, settings, SAMPLE_RATE))
     duration = joined.samples.shape[0] / float(joined.sample_rate)
     chapters = _chapters(chapter_records, joined.block_spans, duration)
     if metadata is None:
@@ -93,14 +173,14 @@ def export_project(project: EpisodeProject, output: str | os.PathLike, *, settin
         metadata = EpisodeMetadata(title=title)
     if not metadata.comment:
         metadata = EpisodeMetadata(**{**asdict(metadata), "comment": _generator_comment(project, settings)})
-    path = export_episode(output, joined, metadata=metadata, chapters=chapters)
-    caption_path = None
+    path = phases.run("write", lambda: export_episode(output, joined, metadata=metadata, chapters=chapters))
+    caption_path, estimated = None, None
     if captions is not None:
-        turns = [list(b.turns) for b in blocks]
-        caption_path = write_captions(captions, estimate_captions(turns, joined.block_spans), estimated=True)
-    json_path = write_chapters_json(chapters_json, chapters) if chapters_json is not None else None
+        caption_path, estimated = phases.run("captions", lambda: _write_captions(captions, blocks, joined, words))
+    json_path = phases.run("chapters_json", lambda: write_chapters_json(chapters_json, chapters)) \
+        if chapters_json is not None else None
     return ExportResult(Path(path), duration, joined.loudness_lufs, joined.true_peak_dbtp, len(chapters),
-                        caption_path, json_path)
+                        caption_path, json_path, estimated, phases.seconds)
 
 
-__all__ = ["ExportResult", "export_project"]
+__all__ = ["ExportResult", "caption_transcriber", "export_project"]

@@ -117,6 +117,75 @@ def export_episode(path: str | os.PathLike, episode: JoinedEpisode, *, metadata:
     return _write_or_fail(path, lambda: atomic_write(path, write))
 
 
+COVER_FORMATS = ("mp3", "m4a", "flac")
+"""The episode formats that carry a cover image (ID3 APIC, the ``covr`` atom, a FLAC picture)."""
+
+_IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+
+def cover_image_type(image: bytes) -> str:
+    """``image/png`` or ``image/jpeg`` from the image's first bytes; ``InvalidParameterError`` otherwise."""
+    for magic, mime in _IMAGE_TYPES.items():
+        if bytes(image[:len(magic)]) == magic:
+            return mime
+    raise InvalidParameterError("A cover image must be a PNG or JPEG file; convert it to one of those and try again.")
+
+
+def embed_cover(path: str | os.PathLike, image: bytes, *, fmt: str | None = None) -> Path:
+    """Put ``image`` (PNG or JPEG bytes) into the exported episode at ``path`` as its front cover,
+    replacing any cover it had; the file is rewritten atomically.
+
+    Raises ``InvalidParameterError`` for another image type or a format without covers (WAV,
+    Opus: see ``COVER_FORMATS``), ``StorageError`` when the file can't be read or written."""
+    path = Path(path)
+    fmt = (fmt or episode_format_for_path(path)).lower()
+    if fmt not in COVER_FORMATS:
+        raise InvalidParameterError(f"A {fmt.upper()} file can't carry a cover image; export to "
+                                    f"{', '.join(f.upper() for f in COVER_FORMATS)} for one.")
+    mime = cover_image_type(image)
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(path.read_bytes())
+        _COVER_TAGGERS[fmt](tmp, bytes(image), mime)
+
+    return _write_or_fail(path, lambda: atomic_write(path, write))
+
+
+def _cover_mp3(tmp: Path, image: bytes, mime: str) -> None:
+    from mutagen import id3
+
+    tags = id3.ID3(tmp)
+    tags.delall("APIC")
+    tags.add(id3.APIC(encoding=id3.Encoding.UTF8, mime=mime, type=id3.PictureType.COVER_FRONT, desc="Cover",
+                      data=image))
+    tags.save(tmp, v2_version=3)
+
+
+def _cover_m4a(tmp: Path, image: bytes, mime: str) -> None:
+    from mutagen.mp4 import MP4, MP4Cover
+
+    audio = MP4(tmp)
+    if audio.tags is None:
+        audio.add_tags()
+    kind = MP4Cover.FORMAT_PNG if mime == "image/png" else MP4Cover.FORMAT_JPEG
+    audio.tags["covr"] = [MP4Cover(image, imageformat=kind)]
+    audio.save()
+
+
+def _cover_flac(tmp: Path, image: bytes, mime: str) -> None:
+    from mutagen.flac import FLAC, Picture
+
+    audio = FLAC(tmp)
+    picture = Picture()
+    picture.type, picture.mime, picture.desc, picture.data = 3, mime, "Cover", image  # 3: front cover
+    audio.clear_pictures()
+    audio.add_picture(picture)
+    audio.save()
+
+
+_COVER_TAGGERS = {"mp3": _cover_mp3, "m4a": _cover_m4a, "flac": _cover_flac}
+
+
 def write_chapters_json(path: str | os.PathLike, chapters: Sequence[Chapter]) -> Path:
     """Write a ``podcast:chapters`` JSON file (version 1.2.0) atomically; returns its path."""
     path = Path(path)
@@ -351,12 +420,15 @@ _TAGGERS = {"wav": _tag_none, "flac": _tag_flac, "opus": _tag_opus, "mp3": _tag_
 
 
 __all__ = [
+    "COVER_FORMATS",
     "EPISODE_FORMATS",
     "PODCAST_CHAPTERS_VERSION",
     "Chapter",
     "EpisodeMetadata",
     "chapters_from_blocks",
     "check_chapters",
+    "cover_image_type",
+    "embed_cover",
     "episode_format_for_path",
     "export_episode",
     "format_chapter_time",

@@ -191,7 +191,8 @@ def join_blocks(blocks: Sequence[np.ndarray], chapter_starts: Collection[int], s
             continue
         if has_sound:
             pause = settings.chapter_pause_seconds if chapter_pending else settings.pause_seconds
-            start = max(0, cursor + round(pause * rate) - fade)
+            # never before the block placed last: a fade longer than a tiny block would reach back past it
+            start = max(placed[-1][0], cursor + round(pause * rate) - fade)
         else:
             start = 0
         chapter_pending, has_sound = False, True

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import constants
 from engine.episode.script import EpisodeScript, parse_episode
 from engine.episode.split import (
     DEFAULT_BLOCK_SECONDS,
@@ -44,7 +45,6 @@ from engine.episode.split import (
     VoiceCost,
     split_episode,
 )
-from engine import constants
 from engine.errors import InvalidParameterError, ProjectCorruptError, StorageError
 from engine.params import GenerationParams
 from engine.storage import Database
@@ -119,6 +119,11 @@ SCHEMA = [
     CREATE TABLE overrides (content_key TEXT PRIMARY KEY, params TEXT NOT NULL);
     CREATE TABLE failures (identity TEXT PRIMARY KEY, code TEXT NOT NULL, message TEXT NOT NULL);
     """,
+    # v2: the user's star and label per take (files of v1 upgrade in place)
+    """
+    ALTER TABLE takes ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    ALTER TABLE takes ADD COLUMN starred INTEGER NOT NULL DEFAULT 0 CHECK (starred IN (0, 1));
+    """,
 ]
 _TABLES = {"settings", "voices", "cast_members", "blocks", "chapters", "takes", "block_state", "overrides",
            "failures"}
@@ -164,6 +169,8 @@ class TakeInfo:
     warnings: tuple[str, ...]
     timings: dict[str, float]
     created_at: str
+    label: str = ""
+    starred: bool = False
 
 
 @dataclass(frozen=True)
@@ -560,7 +567,7 @@ class EpisodeProject:
         takes: dict[str, list[TakeInfo]] = {}
         by_id: dict[int, tuple[TakeInfo, str]] = {}
         for row in self.db.query("SELECT id, identity, content_key, seed, params, seconds, stop_reason, warnings, "
-                                 "timings, created_at FROM takes ORDER BY id"):
+                                 "timings, created_at, label, starred FROM takes ORDER BY id"):
             take = _take(row)
             takes.setdefault(row["identity"], []).append(take)
             by_id[take.id] = (take, row["content_key"])
@@ -633,6 +640,19 @@ class EpisodeProject:
         if row is None:
             raise InvalidParameterError(f"the project has no take {take_id}")
         return flac_samples(row[0])[0]
+
+    def set_take_label(self, take_id: int, label: str) -> None:
+        """The user's label on a take (whitespace collapsed, at most 200 characters; "" clears it)."""
+        self._update_take(take_id, "label = ?", " ".join(str(label or "").split())[:200])
+
+    def set_take_starred(self, take_id: int, starred: bool = True) -> None:
+        """Star a take (or take its star away)."""
+        self._update_take(take_id, "starred = ?", int(bool(starred)))
+
+    def _update_take(self, take_id: int, assignment: str, value: object) -> None:
+        with self._write() as conn:
+            if conn.execute(f"UPDATE takes SET {assignment} WHERE id = ?", (value, int(take_id))).rowcount == 0:
+                raise InvalidParameterError(f"the project has no take {take_id}")
 
     @staticmethod
     def _set_state(conn: sqlite3.Connection, content_key: str, *, chosen: int | None = None,
@@ -707,7 +727,7 @@ def _estimate(block: Block) -> float:
 def _take(row) -> TakeInfo:
     return TakeInfo(row["id"], row["identity"], row["seed"], GenerationParams.from_dict(json.loads(row["params"])),
                     row["seconds"], row["stop_reason"], tuple(json.loads(row["warnings"])),
-                    json.loads(row["timings"]), row["created_at"])
+                    json.loads(row["timings"]), row["created_at"], str(row["label"]), bool(row["starred"]))
 
 
 __all__ = ["APPLICATION_ID", "PROJECT_SUFFIX", "BlockRecord", "ChapterRecord", "EpisodeProject", "ProjectSettings",

@@ -16,7 +16,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.signal import resample_poly
 
@@ -129,6 +129,7 @@ def test_a_silent_block_takes_no_time_and_gets_an_empty_span(speech):
 
 
 @settings(max_examples=25, deadline=None)
+@example(lengths=[1, 0, 1], pause=0.0, fade=0.02, chapters=set())  # a fade longer than a block once reached back
 @given(lengths=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
        pause=st.floats(0.0, 0.05), fade=st.floats(0.0, 0.02), chapters=st.sets(st.integers(0, 5)))
 def test_block_spans_are_in_order_inside_the_joined_audio(lengths, pause, fade, chapters):

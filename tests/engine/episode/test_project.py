@@ -119,6 +119,47 @@ def test_a_voice_is_stored_once_with_a_place_for_its_codes(project):
     assert project.voice_codes(voices[0].id, "another codec") is None
 
 
+REPEATED = ("[Mara] Same again, please.\n[Theo] Yes.\n---\n[Lee] Something else entirely.\n---\n"
+            "[Mara] Same again, please.\n[Theo] Yes.\n")
+
+
+@pytest.fixture
+def repeated(tmp_path):
+    """A project whose blocks 0 and 2 are the same exchange (same text, characters and settings)."""
+    with EpisodeProject(tmp_path / "repeated.diaproj") as project:
+        project.update(script=REPEATED, model_key="tiny")
+        _render_all(project)
+        yield project
+
+
+def test_identical_blocks_have_their_own_identity_and_seed(repeated):
+    first, _, second = repeated.blocks()
+    assert first.text == second.text and first.params == second.params
+    assert first.identity != second.identity and first.content_key != second.content_key
+    assert first.seed != second.seed
+
+
+def test_regenerating_one_of_identical_blocks_leaves_the_other_as_it_was(repeated):
+    before = repeated.blocks()[2]
+    retake = repeated.add_take(repeated.blocks()[0], fake_result(seed=99, tone=330.0), choose=True)
+    repeated.lock(0)
+    first, _, second = repeated.blocks()
+    assert first.chosen == retake and first.locked and len(first.takes) == 2
+    assert second == before  # same takes, choice, lock and state
+
+
+def test_identical_blocks_keep_their_own_takes_after_an_edit_elsewhere(repeated):
+    retake = repeated.add_take(repeated.blocks()[2], fake_result(seed=99, tone=330.0), choose=True)
+    repeated.lock(0)
+    kept = [repeated.blocks()[i] for i in (0, 2)]
+    repeated.update(script="[Lee] A cold open.\n---\n" + REPEATED.replace("else entirely", "new"))
+    blocks = repeated.blocks()
+    first, second = blocks[1], blocks[3]
+    assert [b.state for b in blocks] == ["pending", "locked", "pending", "done"]
+    assert (first.identity, first.chosen) == (kept[0].identity, kept[0].chosen)
+    assert (second.identity, second.chosen, second.takes) == (kept[1].identity, retake, kept[1].takes)
+
+
 def test_status_has_exactly_the_documented_keys(project):
     status = project.status()
     assert set(status) == {"blocks", "chapters", "seconds_total"}

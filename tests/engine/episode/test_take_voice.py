@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import audio, voices
-from engine.episode.voice_from_take import (
+from engine.episode.take_voice import (
     MAX_SECONDS,
     MIN_SECONDS,
     PREFERRED_SECONDS,
@@ -277,6 +277,36 @@ def test_a_project_character_gets_the_voice_and_the_take_is_kept(tmp_path, data_
         assert conditioned.identity != later.identity  # the later block now renders with the voice
 
 
+def test_the_project_voice_remembers_the_take_it_was_cut_from(tmp_path):
+    from engine.episode.project import EpisodeProject
+    from engine.params import GenerationParams
+    from engine.requests import RenderResult
+
+    turns = [("Mara", lorem(16, 1)), ("Theo", lorem(5, 2))]
+    take = synthetic_take(turns)
+    with EpisodeProject(tmp_path / "ep.diaproj") as project:
+        project.update(script="\n".join(f"[{c}] {text}" for c, text in turns) + "\n", model_key="tiny")
+        block = project.blocks()[0]
+        result = RenderResult(audio.resample(take.samples, SR, 44100), 44100, 1, GenerationParams(seed=1),
+                              block.model_text, np.zeros((8, 9), np.int64), "eos", (), {})
+        first = project.add_take(block, result)
+        second = project.add_take(block, result)
+        cast_voice_from_take(project, 0, "Mara", take_id=first, transcriber=Heard(take.heard))
+        assert project.cast()["Mara"].take_id == first != second
+        assert project.blocks()[0].chosen == first
+
+
+def test_the_voice_from_take_names_are_exported_by_the_package():
+    import engine.episode
+    from engine.episode import TakeVoice, align_words, cast_voice_from_take, save_to_library, voice_from_take
+
+    # the package name is the function (its module is engine.episode.take_voice)
+    assert callable(voice_from_take) and voice_from_take.__name__ == "voice_from_take"
+    assert engine.episode.voice_from_take is voice_from_take
+    assert {TakeVoice.__name__, align_words.__name__, cast_voice_from_take.__name__, save_to_library.__name__} <= \
+        set(engine.episode.__all__)
+
+
 def test_a_block_without_a_take_has_nothing_to_cut(tmp_path):
     from engine.episode.project import EpisodeProject
 
@@ -291,7 +321,7 @@ def test_without_faster_whisper_it_says_what_to_install(tmp_path):
         "import sys, json, numpy as np\n"
         "sys.modules['faster_whisper'] = None\n"
         "from engine.errors import DiaStudioError\n"
-        "from engine.episode.voice_from_take import voice_from_take\n"
+        "from engine.episode.take_voice import voice_from_take\n"
         "try:\n"
         "    voice_from_take(np.zeros(44100, np.float32), 44100, [('Mara', 'hello there')], 'Mara')\n"
         "except DiaStudioError as exc:\n"

@@ -380,7 +380,7 @@ def cast_voice_from_take(project: EpisodeProject, block_index: int, character: s
                          library_name: str | None = None, lock: bool = True) -> TakeVoice:
     """Give ``character`` a project voice cut from a take of block ``block_index`` (its chosen take by default).
 
-    The voice is copied into the project (source ``take``), so every block of the character is
+    The voice is copied into the project (source ``take``, with the take's id), so every block of the character is
     conditioned on it from now on; with ``library`` it is also kept there as ``library_name`` (default:
     the character). ``lock`` chooses and locks the block on that take, so the take the voice came
     from is kept while the blocks around it re-render with the new voice.
@@ -399,5 +399,5 @@ def cast_voice_from_take(project: EpisodeProject, block_index: int, character: s
         project.choose(block_index, take_id)
         project.lock(block_index)
     project.update(cast={character: VoiceInput(library_name or character, voice.samples, voice.transcript,
-                                               source="take", library_uid=uid)})
+                                               source="take", library_uid=uid, take_id=take_id)})
     return voice
