@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 import engine
 import resources
@@ -415,6 +416,8 @@ class LibraryWindow(QMainWindow):
         self._waiting_for(what, +1)
 
         def finish(handler: Callable[[Any], None], value: Any) -> None:
+            if not isValid(self.busy_text):  # the window was closed while the server answered
+                return
             self._waiting_for(what, -1)
             handler(value)
 
