@@ -215,21 +215,6 @@ class NotifyingHistory:
         self._changed()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (``port`` 0: any free one); ``invalid_parameter`` if it is taken."""
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        raise engine.InvalidParameterError(f"Port {port} can't be used ({exc.strerror or exc}): another program "
-                                           "may be using it. Choose another port.") from None
-    sock.setblocking(False)
-    return sock
-
-
 class ApiServer(QObject):
     """Starts and stops the in-process API server; the dialog and the main window follow ``stateChanged``."""
 
@@ -296,7 +281,9 @@ class ApiServer(QObject):
         token, _source = resolve_token(None)
         host = ALL_HOSTS if lan else LOOPBACK_HOST
         config = ServerConfig(token=token, host=host, port=port, allow_remote=lan)
-        sock = bind(host, port)
+        from engine.server import bind_socket
+
+        sock = bind_socket(host, port)
         backend = AppBackend(self.queue, self.settings, self)
         app = create_app(config, backend, library=library,
                          history=NotifyingHistory(history, self.historyChanged.emit))  # type: ignore[arg-type]

@@ -15,11 +15,11 @@ import importlib
 _EXPORTS = {
     "engine.server.app": ["create_app"],
     "engine.server.backend": ["EngineBackend", "EngineRunner", "RenderBackend", "model_id_for"],
-    "engine.server.config": ["DEFAULT_PORT", "ServerConfig", "is_loopback", "resolve_token"],
+    "engine.server.config": ["DEFAULT_PORT", "ServerConfig", "bind_socket", "is_loopback", "resolve_token"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["DEFAULT_PORT", "EngineBackend", "EngineRunner", "RenderBackend", "ServerConfig", "create_app",
-           "is_loopback", "model_id_for", "resolve_token"]
+__all__ = ["DEFAULT_PORT", "EngineBackend", "EngineRunner", "RenderBackend", "ServerConfig", "bind_socket",
+           "create_app", "is_loopback", "model_id_for", "resolve_token"]
 
 
 def __getattr__(name: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 
 from engine import InvalidParameterError, StorageError, atomic_write_text, data_dir
@@ -95,3 +96,19 @@ def stored_token() -> str:
         raise StorageError(f"cannot store the API token in the data folder ({exc.strerror or exc}); pass "
                            f"--token or set {TOKEN_ENV}") from None
     return token
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking socket on ``host:port`` (``port`` 0: any free one), bound before uvicorn
+    starts so the URL shown has the real port; ``invalid_parameter`` if it can't be had."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        raise InvalidParameterError(f"Can't listen on {host}:{port} ({exc.strerror or exc}): another program may "
+                                    "be using it. Choose another port (0 picks any free one).") from None
+    sock.setblocking(False)
+    return sock

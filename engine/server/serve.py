@@ -12,13 +12,14 @@ import socket
 import sys
 from collections.abc import Callable
 
-from engine import PARAM_SPECS, EngineOptions, GenerationParams, InvalidParameterError
+from engine import PARAM_SPECS, EngineOptions, GenerationParams
 from engine.server.config import (
     DEFAULT_HOST,
     DEFAULT_MAX_INPUT_CHARS,
     DEFAULT_PORT,
     DEFAULT_QUEUE_SIZE,
     ServerConfig,
+    bind_socket,
     is_loopback,
     resolve_token,
 )
@@ -53,21 +54,6 @@ def register(subparsers, add_engine_options: Callable[[argparse.ArgumentParser],
     return p
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening socket (bound before uvicorn starts, so the printed URL has the real port)."""
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        raise InvalidParameterError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
-                                    "--port (or --port 0 for any free one)") from None
-    sock.setblocking(False)
-    return sock
-
-
 def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -90,7 +76,7 @@ def cmd_serve(args) -> int:
     if not is_loopback(config.host):
         print(f"warning: listening on {config.host}: other computers can reach this server; anyone with the token "
               "can render and change your voice library", file=sys.stderr)
-    sock = _bind(config.host, config.port)
+    sock = bind_socket(config.host, config.port)
     options = EngineOptions(model=args.model, codec=args.codec, device=args.device, dtype=args.dtype,
                             quantize=args.quantize, offline=True if args.offline else None)
     backend = EngineBackend(options)
