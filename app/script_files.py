@@ -18,7 +18,6 @@ from app.draft import read_script
 from app.errors import describe
 from app.settings import Settings
 
-MAX_RECENT = 8
 SCRIPT_FILTER = "Scripts (*.txt *.dia);;All files (*)"
 
 
@@ -116,12 +115,10 @@ class ScriptFiles(QObject):
 
     def recent(self) -> list[str]:
         """Recently opened or saved scripts that still exist, newest first."""
-        return [p for p in self.settings.get(opts.RECENT_FILES) if Path(p).is_file()]
+        return opts.recent_files(self.settings)
 
     def _remember(self, path: str) -> None:
-        self.settings.set(opts.LAST_DIR, str(Path(path).parent))
-        recent = [p for p in self.settings.get(opts.RECENT_FILES) if p != path]
-        self.settings.set(opts.RECENT_FILES, [path, *recent][:MAX_RECENT])
+        opts.remember_file(self.settings, path)
         self.recentChanged.emit(self.recent())
 
     def _start_dir(self) -> str:

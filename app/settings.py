@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -153,3 +154,19 @@ def _copy(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return type(value)(value)
     return value
+
+
+MAX_RECENT = 8
+"""Scripts and projects in File ▸ Open recent (one list for both)."""
+
+
+def recent_files(settings: Settings) -> list[str]:
+    """Recently opened or saved files that still exist, newest first."""
+    return [p for p in settings.get(RECENT_FILES) if Path(p).is_file()]
+
+
+def remember_file(settings: Settings, path: str) -> None:
+    """Put ``path`` first in the recent files and make its folder the one dialogs open in."""
+    settings.set(LAST_DIR, str(Path(path).parent))
+    recent = [p for p in settings.get(RECENT_FILES) if p != path]
+    settings.set(RECENT_FILES, [path, *recent][:MAX_RECENT])

@@ -542,16 +542,22 @@ def _write_pyav(tmp: Path, arr: np.ndarray, sr: int, fmt: str, metadata: dict[st
         stream.bit_rate = bit_rate
         for key, value in metadata.items():  # Ogg keeps its comments on the stream
             stream.metadata[key] = value
-        block = 4096
-        for start in range(0, arr.shape[0], block):
-            chunk = np.ascontiguousarray(arr[start:start + block].T)
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-            frame.sample_rate = rate
-            frame.pts = start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
+        encode_planar(container, stream, arr, rate, layout)
+
+
+def encode_planar(container, stream, samples: np.ndarray, rate: int, layout: str, *, block: int = 4096) -> None:
+    """Encode ``(frames, channels)`` float32 samples into a PyAV ``stream`` block by block, then flush it."""
+    import av
+
+    for start in range(0, samples.shape[0], block):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[start:start + block].T),
+                                           format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = start
+        for packet in stream.encode(frame):
             container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def read_metadata(source: AudioSource) -> dict[str, str]:

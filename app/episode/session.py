@@ -32,7 +32,6 @@ LAST_BLOCK = Option("episode/last_block", 0, int)
 RENDER_INTERRUPTED = Option("episode/render_interrupted", "", str)  # project a "render all" was running on
 COMMIT_DELAY_MS = 600  # typing goes into the project this long after the last keystroke
 DRAFT_NAME = "episode-draft.json"
-MAX_RECENT = 8
 
 
 def projects_dir() -> Path:
@@ -207,12 +206,10 @@ class EpisodeSession(QObject):
         self.blocks = []
 
     def recent(self) -> list[str]:
-        return [p for p in self.settings.get(opts.RECENT_FILES) if Path(p).is_file()]
+        return opts.recent_files(self.settings)
 
     def _remember(self, path: str) -> None:
-        self.settings.set(opts.LAST_DIR, str(Path(path).parent))
-        recent = [p for p in self.settings.get(opts.RECENT_FILES) if p != path]
-        self.settings.set(opts.RECENT_FILES, [path, *recent][:MAX_RECENT])
+        opts.remember_file(self.settings, path)
         self.recentChanged.emit(self.recent())
 
     # -- the script

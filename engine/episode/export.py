@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio import resample
+from engine.audio import encode_planar, resample
 from engine.episode.master import JoinedEpisode
 from engine.errors import InvalidParameterError, MissingDependencyError, StorageError
 from engine.files import atomic_write, atomic_write_text
@@ -324,16 +324,7 @@ def _encode_lossy(tmp: Path, samples: np.ndarray, rate: int, fmt: str, chapters:
                 {"id": i + 1, "start": round(c.start * 1000), "end": round(c.end * 1000),
                  "time_base": Fraction(1, 1000), "metadata": {"title": c.title}}
                 for i, c in enumerate(chapters)])
-        block = 1 << 14
-        for start in range(0, samples.shape[0], block):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[start:start + block].T),
-                                               format="fltp", layout=layout)
-            frame.sample_rate = out_rate
-            frame.pts = start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        encode_planar(container, stream, samples, out_rate, layout, block=1 << 14)
 
 
 # --------------------------------------------------------------------------- tagging

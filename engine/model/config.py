@@ -60,7 +60,7 @@ HEAD_GROUPS = (("enc_heads", "enc_kv_heads"), ("dec_heads", "dec_kv_heads"), ("c
 _ABSENT = object()
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A short repr for error messages (a hostile value may be enormous)."""
     try:
         text = repr(value)
@@ -69,14 +69,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _is_int(value: Any) -> bool:
+def is_whole_number(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_int(value: Any, name: str, label: str) -> int:
     low, high = INT_BOUNDS[name]
-    if not _is_int(value) or not low <= value <= high:
-        raise CheckpointError(f"{label} must be a whole number from {low} to {high}, got {_show(value)}")
+    if not is_whole_number(value) or not low <= value <= high:
+        raise CheckpointError(f"{label} must be a whole number from {low} to {high}, got {show_value(value)}")
     return value
 
 
@@ -84,16 +84,16 @@ def _check_float(value: Any, name: str, label: str) -> float:
     low, high = FLOAT_BOUNDS[name]
     # NaN and the infinities fail the comparison; ints compare exactly however large
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-        raise CheckpointError(f"{label} must be a number above {low:g} and at most {high:g}, got {_show(value)}")
+        raise CheckpointError(f"{label} must be a number above {low:g} and at most {high:g}, got {show_value(value)}")
     return float(value)
 
 
 def _check_delays(values: Mapping[str, Any], label: Mapping[str, str]) -> tuple[int, ...]:
     pattern, channels, limit = values["delay_pattern"], values["num_channels"], values["dec_max_positions"]
     name = label.get("delay_pattern", "delay_pattern")
-    if not isinstance(pattern, (list, tuple)) or not all(_is_int(d) and 0 <= d < limit for d in pattern):
+    if not isinstance(pattern, (list, tuple)) or not all(is_whole_number(d) and 0 <= d < limit for d in pattern):
         raise CheckpointError(f"{name} must be a list of whole numbers from 0 to {limit - 1} (the decoder's "
-                              f"positions), got {_show(pattern)}")
+                              f"positions), got {show_value(pattern)}")
     if len(pattern) != channels:
         raise CheckpointError(f"{name} has {len(pattern)} entries but {label.get('num_channels', 'num_channels')} "
                               f"is {channels}: there must be one delay per audio channel")
@@ -137,7 +137,7 @@ def check_config_values(values: Mapping[str, Any], label: Mapping[str, str] | No
     out["delay_pattern"] = _check_delays(values, label)
     _check_token_ids(values, label)
     if not isinstance(values["cross_attn_rope"], bool):
-        raise CheckpointError(f"cross_attn_rope must be true or false, got {_show(values['cross_attn_rope'])}")
+        raise CheckpointError(f"cross_attn_rope must be true or false, got {show_value(values['cross_attn_rope'])}")
     return out
 
 
@@ -181,7 +181,7 @@ class _Fields:
 def _section(data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     value = data.get(key)
     if not isinstance(value, dict):
-        what = "is missing" if value is None else f"must be a JSON object, got {_show(value)}"
+        what = "is missing" if value is None else f"must be a JSON object, got {show_value(value)}"
         raise CheckpointError(f"{path} {what}")
     return value
 
@@ -241,7 +241,7 @@ class DiaConfig:
         """
         try:
             if not isinstance(data, dict):
-                raise CheckpointError(f"it must hold a JSON object, got {_show(data)}")
+                raise CheckpointError(f"it must hold a JSON object, got {show_value(data)}")
             if "encoder_config" in data and "decoder_config" in data:
                 return cls._from_transformers(data)
             if "model" in data and "data" in data:
@@ -288,14 +288,14 @@ class DiaConfig:
         f.take("dec_max_positions", dec, "decoder_config.max_position_embeddings", TRAINED_POSITIONS)
         cross_width = dec.get("cross_hidden_size")
         if cross_width is not None and cross_width != f.int_("enc_hidden"):
-            raise CheckpointError(f"decoder_config.cross_hidden_size ({_show(cross_width)}) must equal "
+            raise CheckpointError(f"decoder_config.cross_hidden_size ({show_value(cross_width)}) must equal "
                                   f"encoder_config.hidden_size ({f.values['enc_hidden']})")
         f.take("norm_eps", data if data.get("norm_eps") is not None else dec,
                "norm_eps" if data.get("norm_eps") is not None else "decoder_config.norm_eps", 1e-5)
         rope = dec.get("rope_parameters")
         if rope is not None and not isinstance(rope, dict):
             raise CheckpointError("decoder_config.rope_parameters must be a JSON object, "
-                                  f"got {_show(rope)}")
+                                  f"got {show_value(rope)}")
         if rope and rope.get("rope_theta") is not None:
             f.take("rope_theta", rope, "decoder_config.rope_parameters.rope_theta")
         else:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.constants import SAMPLE_RATE
+from engine.model.config import is_whole_number, show_value
 
 __all__ = ["DacCodec", "DacConfig"]
 
@@ -116,8 +117,8 @@ class DacConfig:
         defaults = cls()
         codebook_dim = kwargs.get("codebook_dim", defaults.codebook_dim)
         if isinstance(codebook_dim, (list, tuple)):
-            if not all(_is_int(dim) for dim in codebook_dim) or len(set(codebook_dim)) != 1:
-                raise ValueError(f"DAC config: codebook_dim {_show(codebook_dim)}: per-codebook dims are not "
+            if not all(is_whole_number(dim) for dim in codebook_dim) or len(set(codebook_dim)) != 1:
+                raise ValueError(f"DAC config: codebook_dim {show_value(codebook_dim)}: per-codebook dims are not "
                                  "supported")
             codebook_dim = codebook_dim[0]
         config = cls(
@@ -173,19 +174,6 @@ class DacConfig:
         }
 
 
-def _show(value: Any) -> str:
-    """A short repr for error messages (a hostile value may be enormous)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        return "a number too large to print"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_values(values: Mapping[str, Any], label: Mapping[str, str]) -> None:
     """Check sizes and rate lists against the bounds, before anything is built from them.
 
@@ -194,15 +182,15 @@ def _check_values(values: Mapping[str, Any], label: Mapping[str, str]) -> None:
     """
     for name, (low, high) in DAC_BOUNDS.items():
         value = values[name]
-        if not _is_int(value) or not low <= value <= high:
+        if not is_whole_number(value) or not low <= value <= high:
             raise ValueError(f"DAC config: {label.get(name, name)} must be a whole number from {low} to "
-                             f"{high}, got {_show(value)}")
+                             f"{high}, got {show_value(value)}")
     for name in ("encoder_rates", "decoder_rates"):
         rates = values.get(name)
         if name in values and (not isinstance(rates, (list, tuple)) or not 0 < len(rates) <= MAX_RATES
-                               or not all(_is_int(r) and 0 < r <= MAX_RATE for r in rates)):
+                               or not all(is_whole_number(r) and 0 < r <= MAX_RATE for r in rates)):
             raise ValueError(f"DAC config: {label.get(name, name)} must be a list of 1 to {MAX_RATES} "
-                             f"whole numbers from 1 to {MAX_RATE}, got {_show(rates)}")
+                             f"whole numbers from 1 to {MAX_RATE}, got {show_value(rates)}")
     latent_dim = values["encoder_dim"] * 2 ** len(values["encoder_rates"])
     if latent_dim > MAX_LATENT_DIM:
         raise ValueError(f"DAC config: {label.get('encoder_dim', 'encoder_dim')} · 2^len("
