@@ -44,6 +44,17 @@ SERVER_URL = Option("model/server_url", "", str)
 SERVER_TOKEN = Option("model/server_token", "", str)  # in the private (0600) settings file
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+# How the app names each of the engine's weight modes (engine.QUANTIZE_MODES); a mode without a label shows its id.
+QUANTIZE_LABELS = {
+    "": ("Exact (the precision above)", "The model as trained: the reference for every other mode."),
+    "int8": ("int8 — faster on the CPU, nearly exact",
+             "8-bit decoder weights: faster than bfloat16 on a CPU, with codes close to bfloat16's."),
+    "int8-dynamic": ("int8, activations too — only faster on some CPUs",
+                     "Quantises activations as well (FBGEMM/QNNPACK): faster only where those libraries are."),
+    "int4": ("int4 — fastest on the CPU, least exact",
+             "4-bit decoder weights in groups of 128: the least memory and the fastest CPU renders; voices may "
+             "drift more than with int8. Try it, and go back to int8 if a voice sounds off."),
+}
 
 
 def size_text(size: int) -> str:
@@ -97,8 +108,16 @@ def engine_options(settings: Settings) -> engine.EngineOptions:
         codec=settings.get(opts.CODEC_PATH).strip() or None,
         device=settings.get(opts.DEVICE) if settings.get(opts.DEVICE) in DEVICE_CHOICES else "auto",
         dtype=settings.get(opts.DTYPE) if settings.get(opts.DTYPE) in DTYPE_CHOICES else "auto",
-        quantize="int8" if settings.get(opts.QUANTIZE) else None,
+        quantize=quantize_mode(settings) or None,
         offline=True if settings.get(opts.OFFLINE) else None)
+
+
+def quantize_mode(settings: Settings) -> str:
+    """The chosen weight mode ("" = exact); settings from before the mode list keep their int8 checkbox."""
+    mode = settings.get(opts.QUANTIZE_MODE)
+    if mode == "unset":
+        return "int8" if settings.get(opts.QUANTIZE) else ""
+    return mode if mode in engine.QUANTIZE_MODES else ""
 
 
 def remote_target(settings: Settings) -> RemoteTarget | None:
@@ -265,15 +284,19 @@ class ModelSettingsDialog(QDialog):
         self.dtype.addItems(DTYPE_CHOICES)
         self.dtype.setToolTip("Precision of the model's weights: auto picks bfloat16 on CUDA and CPU, float32 on "
                               "Apple MPS. float32 is the most exact and needs the most memory.")
-        self.quantize = QCheckBox("int8 decoder (faster on the CPU, slightly less exact)")
-        self.quantize.setObjectName("quantize_int8")
+        self.quantize = QComboBox()
+        self.quantize.setObjectName("quantize_combo")
+        for mode in dict.fromkeys(m or "" for m in engine.QUANTIZE_MODES):
+            label, tip = QUANTIZE_LABELS.get(mode, (mode, ""))
+            self.quantize.addItem(label, mode)
+            self.quantize.setItemData(self.quantize.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.detected = QLabel(device_summary())
         self.detected.setObjectName("device_detected")
         self.detected.setWordWrap(True)
         run_form.addRow("Device", self.device)
         run_form.addRow("", self.detected)
         run_form.addRow("Precision", self.dtype)
-        run_form.addRow("", self.quantize)
+        run_form.addRow("Weights", self.quantize)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -377,7 +400,7 @@ class ModelSettingsDialog(QDialog):
         self.codec_edit.setText(s.get(opts.CODEC_PATH))
         self.device.setCurrentText(s.get(opts.DEVICE) if s.get(opts.DEVICE) in DEVICE_CHOICES else "auto")
         self.dtype.setCurrentText(s.get(opts.DTYPE) if s.get(opts.DTYPE) in DTYPE_CHOICES else "auto")
-        self.quantize.setChecked(s.get(opts.QUANTIZE))
+        self.quantize.setCurrentIndex(max(0, self.quantize.findData(quantize_mode(s))))
         self.offline.setChecked(s.get(opts.OFFLINE))
         (self.on_server if s.get(RENDER_ON) == SERVER else self.on_local).setChecked(True)
         self.server_url.setText(s.get(SERVER_URL))
@@ -391,7 +414,7 @@ class ModelSettingsDialog(QDialog):
         s.set(opts.CODEC_PATH, self.codec_edit.text().strip())
         s.set(opts.DEVICE, self.device.currentText())
         s.set(opts.DTYPE, self.dtype.currentText())
-        s.set(opts.QUANTIZE, self.quantize.isChecked())
+        s.set(opts.QUANTIZE_MODE, self.quantize.currentData())
         s.set(opts.OFFLINE, self.offline.isChecked())
         s.set(RENDER_ON, SERVER if self.on_server.isChecked() else LOCAL)
         s.set(SERVER_URL, self.server_url.text().strip())

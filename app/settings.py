@@ -47,7 +47,8 @@ MODEL_PATH = Option("model/model", "", str)  # folder, weight file or repo id; "
 CODEC_PATH = Option("model/codec", "", str)
 DEVICE = Option("model/device", "auto", str)
 DTYPE = Option("model/dtype", "auto", str)
-QUANTIZE = Option("model/quantize_int8", False, bool)
+QUANTIZE = Option("model/quantize_int8", False, bool)  # before 0.4: the int8 checkbox (read when QUANTIZE_MODE is unset)
+QUANTIZE_MODE = Option("model/quantize_mode", "unset", str)  # "" = exact, else one of engine.QUANTIZE_MODES
 OFFLINE = Option("model/offline", False, bool)
 # -- rendering
 PARAMS = Option("render/params", {}, dict)  # GenerationParams.to_dict() of the panel

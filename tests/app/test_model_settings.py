@@ -65,7 +65,7 @@ def test_options_are_saved_and_used_for_the_next_load(qtbot, settings, tiny_mode
     assert dialog.model_status.text().startswith("✓") and not dialog.download_button.isEnabled()
     dialog.device.setCurrentText("cpu")
     dialog.dtype.setCurrentText("float32")
-    dialog.quantize.setChecked(True)
+    dialog.quantize.setCurrentIndex(dialog.quantize.findData("int8"))
     dialog.offline.setChecked(True)
     dialog.accept()
     options = engine_options(settings)
@@ -321,3 +321,23 @@ def test_render_download_without_network_shows_the_retries_and_cancel_stops_them
     with qtbot.waitSignal(window.queue.jobCancelled, timeout=15000):
         cancel.click()
     assert not no_network.exists()
+
+
+def test_every_engine_weight_mode_can_be_chosen(qtbot, settings):
+    dialog = ModelSettingsDialog(settings, TaskRunner())
+    qtbot.addWidget(dialog)
+    offered = [dialog.quantize.itemData(i) for i in range(dialog.quantize.count())]
+    assert offered == list(dict.fromkeys(m or "" for m in engine.QUANTIZE_MODES)) and "int4" in offered
+    dialog.quantize.setCurrentIndex(offered.index("int4"))
+    dialog.accept()
+    assert engine_options(settings).quantize == "int4"
+    again = ModelSettingsDialog(settings, TaskRunner())
+    qtbot.addWidget(again)
+    assert again.quantize.currentData() == "int4"
+
+
+def test_the_int8_checkbox_of_older_settings_is_kept(settings):
+    settings.set(opts.QUANTIZE, True)
+    assert engine_options(settings).quantize == "int8"
+    settings.set(opts.QUANTIZE_MODE, "")
+    assert engine_options(settings).quantize is None
