@@ -472,7 +472,7 @@ class MainWindow(QMainWindow):
             return
         self._render_target = self.queue.remote = target
         self.library, message = self.services.voice_library(target)
-        self.cast_panel.set_library(self.library, message)
+        self.cast_panel.set_library(self.library, message, self.tasks)  # a server's voices load in the background
         if self.library_window is not None:  # it showed the other library: the next open builds a new one
             self.library_window.shutdown()
             self.library_window.close()
@@ -549,6 +549,7 @@ class MainWindow(QMainWindow):
             return
         self._closing = True
         self.document.save_draft()
+        self.cast_panel.shutdown()
         self.episode.shutdown()
         self.save_settings()
         self.model_loading.close()

@@ -4,7 +4,9 @@
 (streamed WAV, so playback starts while the server renders) with progress and cancel, and an
 episode's blocks one request each (``render_block``: the block's server voices as S1/S2, its seed);
 ``RemoteLibrary`` offers the voice-library operations the windows use (list, add, rename,
-transcript, default, delete, audio) on the server's library. Both raise the engine's typed errors:
+transcript, default, delete, audio) on the server's library; ``server_model_key`` names the server's
+model in an episode's blocks. All of them ask the server: the app calls them off the GUI thread. They
+raise the engine's typed errors:
 an unreachable server is ``upstream_error`` within a few seconds, a refused token ``unauthorized``.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import struct
 import time
@@ -92,8 +95,6 @@ def error_from_response(target: RemoteTarget, status: int, body: bytes) -> engin
 
 
 def _json(body: bytes):
-    import json
-
     return json.loads(body.decode("utf-8"))
 
 
@@ -198,6 +199,41 @@ class RemoteEngine:
         return project.add_take(block, result, choose=True), result
 
 
+def _send(client: httpx.Client, target: RemoteTarget, method: str, path: str, **kwargs) -> httpx.Response:
+    """One request to the server; its refusal or an unreachable server as the engine's typed errors."""
+    try:
+        response = client.request(method, path, **kwargs)
+    except (httpx.ConnectError, httpx.TimeoutException) as exc:
+        raise _unreachable(target, exc) from None
+    except httpx.HTTPError as exc:
+        raise engine.GenerationError(f"The connection to the server failed: {exc}") from None
+    if response.status_code >= 400:
+        raise error_from_response(target, response.status_code, response.content)
+    return response
+
+
+def _client(target: RemoteTarget) -> httpx.Client:
+    """A client for the server's quick calls (the library, the model), never waiting past ``READ_SECONDS``."""
+    return httpx.Client(base_url=target.base, headers=target.headers(),
+                        timeout=httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS))
+
+
+def server_model_key(target: RemoteTarget) -> str:
+    """What identifies the server's model in an episode (its ``model_key``): the server and the model
+    it renders with (GET /v1/models), so a block rendered on this computer or another server counts as
+    another model's. Asks the server: call it off the GUI thread."""
+    with _client(target) as client:
+        response = _send(client, target, "GET", "/v1/models")
+    try:
+        models = sorted(str(card["id"]) for card in response.json()["data"])
+    except (ValueError, KeyError, TypeError):
+        models = []
+    if not models:
+        raise engine.GenerationError(f"The server at {target.base} did not say which model it renders with "
+                                     "(GET /v1/models): is it a Dia Studio server?")
+    return json.dumps({"server": target.base, "model": " ".join(models)}, sort_keys=True)
+
+
 def block_speakers(block, cast: dict) -> dict[str, int | None]:
     """The server voices that speak a block ({"S1": id, ...}) from its characters' project voices;
     ``invalid_voice_sample`` for a voice that did not come from the server's library."""
@@ -265,8 +301,7 @@ class RemoteLibrary:
         target.check()
         self.target = target
         self.open_report = _OpenReport()
-        self.client = httpx.Client(base_url=target.base, headers=target.headers(),
-                                   timeout=httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS))
+        self.client = _client(target)
 
     @property
     def root(self) -> str:
@@ -283,17 +318,11 @@ class RemoteLibrary:
 
     def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:
-            response = self.client.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.TimeoutException) as exc:
-            raise _unreachable(self.target, exc) from None
-        except httpx.HTTPError as exc:
-            raise engine.GenerationError(f"The connection to the server failed: {exc}") from None
-        if response.status_code >= 400:
-            error = error_from_response(self.target, response.status_code, response.content)
+            return _send(self.client, self.target, method, path, **kwargs)
+        except engine.DiaStudioError as error:
             if error.code == "not_found" and path.startswith("/v1/voice/samples/"):
-                error = engine.InvalidVoiceSampleError(error.message)
-            raise error
-        return response
+                raise engine.InvalidVoiceSampleError(error.message) from None
+            raise
 
     # -- reading
 

@@ -22,6 +22,8 @@ from app.episode.rendering import EpisodePlayback, EpisodeRenderer
 from app.episode.session import LAST_BLOCK, LAST_PROJECT, RENDER_INTERRUPTED, EpisodeSession, is_project_path
 from app.episode.timeline import layout_episode
 from app.episode.view import EpisodeView
+from app.errors import describe
+from app.remote import RemoteLibrary
 from app.settings import Option
 
 EPISODE_MODE = Option("episode/mode", False, bool)
@@ -38,12 +40,13 @@ class EpisodeMode(QObject):
         self.window = window
         self.settings = window.settings
         self.view = EpisodeView()
-        self.session = EpisodeSession(self.settings, self.view.editor.document(), self)
-        self.renderer = EpisodeRenderer(self.session, window.queue, self.settings, self)
+        self.session = EpisodeSession(self.settings, self.view.editor.document(), self, window.tasks)
+        self.renderer = EpisodeRenderer(self.session, window.queue, self.settings, self, window.tasks)
         self.playback = EpisodePlayback(self.session, window.player, self)
         self.view.model.live = self.renderer.live
         self.export_dialog: ExportDialog | None = None
         self._takes: dict[int, tuple[float, list[float]]] = {}  # take id -> trimmed seconds, peak levels
+        self._choosing: dict[str, int] = {}  # character -> the newest library voice asked for (older ones drop)
         self._syncing = False
 
         self.stack = QStackedWidget()
@@ -130,6 +133,7 @@ class EpisodeMode(QObject):
         v.switch_ab.clicked.connect(self.switch_ab)
         s.opened.connect(lambda _p: self._takes.clear())
         v.cast.voiceChosen.connect(self._voice_chosen)
+        w.cast_panel.voicesListed.connect(self._library_listed)
         v.overview.seekRequested.connect(self._seek)
         actions = v.actions_by_name
         actions["next_block"].triggered.connect(lambda: self._step_block(1))
@@ -268,18 +272,44 @@ class EpisodeMode(QObject):
             self.window.menus.redo_action.setEnabled(self.session.undo_stack.canRedo())
 
     def _voice_chosen(self, character: str, choice) -> None:
+        self._choosing[character] = self._choosing.get(character, 0) + 1
         if choice is None:
             self.session.set_cast(character, None, f"Random voice for {character}")
             return
         kind, ident = choice
         if kind == "library" and self.window.library is not None:
-            sample = self.window.library.get(ident)
-            voice = engine.VoiceInput(sample.speaker_name, self.window.library.load_audio(sample), sample.transcript,
-                                      "library", sample.uid)
-            self.session.set_cast(character, voice, f"Cast {character} as {sample.speaker_name}")
+            self._cast_library_voice(character, ident)
         elif kind == "project":
             pv = next(v for v in self.session.project.voices() if v.id == ident)
             self.session.set_cast(character, self.session.voice_input(pv), f"Cast {character} as {pv.name}")
+
+    def _cast_library_voice(self, character: str, sample_id: int) -> None:
+        """Fetch a library voice's audio in the background (the library may be a server's), then cast it
+        if the same episode and library are still open and nothing newer was chosen for ``character``."""
+        library, project, asked = self.window.library, self.session.project, self._choosing[character]
+
+        def fetch() -> engine.VoiceInput:
+            sample = library.get(sample_id)
+            return engine.VoiceInput(sample.speaker_name, library.load_audio(sample), sample.transcript, "library",
+                                     sample.uid)
+
+        def current() -> bool:  # else: another episode, library or choice since; or the window closed
+            return (not self._closed and self.session.project is project and self.window.library is library
+                    and self._choosing[character] == asked)
+
+        def done(voice: engine.VoiceInput) -> None:
+            if current():
+                self.window.statusBar().clearMessage()
+                self.session.set_cast(character, voice, f"Cast {character} as {voice.name}")
+
+        def failed(exc: BaseException) -> None:
+            if current():
+                self.window.show_error(describe(exc))
+                self.view.cast._shown = None  # noqa: SLF001 - show the cast as it is again, not the failed choice
+                self._cast_changed(project.cast())
+
+        self.window.statusBar().showMessage(f"Getting the voice for {character} from {_where(library)}…")
+        self.window.tasks.run(fetch, done, failed)
 
     def _keep_voice(self, _row: int) -> None:
         character = self.view.keep_voice.currentData()
@@ -377,9 +407,13 @@ class EpisodeMode(QObject):
         return self._takes[take_id]
 
     def _cast_changed(self, cast: dict) -> None:
-        library = self.window.library
-        self.view.cast.set_library(library.list() if library is not None else [])
+        # the voices the cast panel listed (a server's arrive in the background: ``voicesListed``)
+        self.view.cast.set_library(list(self.window.cast_panel.samples.values()))
         self.view.cast.set_cast(cast, self.session.project.voices() if self.session.project else [])
+
+    def _library_listed(self) -> None:
+        if not self._closed and self.session.project is not None:
+            self._cast_changed(self.session.project.cast())
 
     def _live_changed(self, identity: str) -> None:
         self.view.model.refresh_identity(identity)
@@ -449,6 +483,10 @@ class EpisodeMode(QObject):
     def _stop_following(self, *_args) -> None:
         """The widgets are going: signals that arrive from now on change nothing on screen."""
         self._closed = True
+
+
+def _where(library) -> str:
+    return library.root if isinstance(library, RemoteLibrary) else "the voice library"
 
 
 def _levels(audio) -> list[float]:

@@ -3,7 +3,10 @@
 Each block that needs a take becomes one ``RenderJob`` whose ``work`` runs the engine's per-block
 render (``engine.regenerate_block`` with the block's own seed, which is exactly what
 ``render_episode`` does for it) on the render thread, with the model the queue already holds: the
-Queue tab lists block jobs, Stop cancels them, and a kill loses only the block in flight.
+Queue tab lists block jobs, Stop cancels them, and a kill loses only the block in flight. The model
+is part of each block's identity: rendering on a Dia Studio server, the project records the server's
+model (asked in the background before the blocks are queued), so switching between this computer and
+a server marks the blocks as another model's.
 """
 
 from __future__ import annotations
@@ -13,23 +16,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 import engine
 from app.episode.session import RENDER_INTERRUPTED, EpisodeSession
-from app.errors import UserError
+from app.errors import UserError, describe
 from app.model_settings import engine_options
 from app.playback import AudioPlayer
-from app.remote import RemoteEngine
+from app.remote import RemoteEngine, server_model_key
 from app.render_controller import expected_steps
 from app.settings import Settings
+from app.tasks import TaskRunner
 from app.workers import JobOutcome, RenderJob, RenderQueue, format_seconds
 
 log = logging.getLogger(__name__)
 
 QUEUED, RENDERING = "queued", "rendering"
+T = TypeVar("T")
 
 
 class _Relay:
@@ -90,9 +96,10 @@ class EpisodeRenderer(QObject):
     idle = Signal(str)  # the last queued block finished: what happened
 
     def __init__(self, session: EpisodeSession, queue: RenderQueue, settings: Settings,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, tasks: TaskRunner | None = None) -> None:
         super().__init__(parent)
         self.session, self.queue, self.settings = session, queue, settings
+        self.tasks = tasks or TaskRunner(self)  # asks a server which model it renders with
         self.jobs: dict[int, tuple[RenderJob, str, float]] = {}  # job id -> job, identity, estimated seconds
         self._batch_total = 0.0
         self._batch_done = 0.0
@@ -119,7 +126,9 @@ class EpisodeRenderer(QObject):
     # -- commands
 
     def render(self, changed_only: bool = False) -> int:
-        """Queue every block that needs a take (or only those changed since their render); how many."""
+        """Queue every block that needs a take (or only those changed since their render); how many.
+        Rendering on a server, the server is first asked for its model in the background: 0 now, and
+        the blocks are queued when it answers."""
         session = self.session
         if session.project is None:
             return 0
@@ -129,8 +138,10 @@ class EpisodeRenderer(QObject):
                                                "the blocks can't be rendered until it is fixed.",
                                                code="invalid_script"))
             return 0
-        if not session.run(self._prepare):
-            return 0
+        return self._with_model(lambda: self._queue_pending(changed_only)) or 0
+
+    def _queue_pending(self, changed_only: bool) -> int:
+        session = self.session
         queued = {ident for _job, ident, _est in self.jobs.values()}
         blocks = [b for b in engine.pending_blocks(session.project) if b.identity not in queued
                   and (not changed_only or b.state in ("changed", "failed"))]
@@ -141,14 +152,19 @@ class EpisodeRenderer(QObject):
         return len(blocks)
 
     def regenerate(self, index: int) -> RenderJob | None:
-        """Render block ``index`` again with a new random seed; the new take becomes its choice."""
+        """Render block ``index`` again with a new random seed; the new take becomes its choice (on a
+        server: once it has said which model it renders with; None now)."""
         block = self.session.blocks[index]
         if block.locked:
             self.session.statusMessage.emit(f"Block {index + 1} is locked: unlock it to regenerate it.", 5000)
             return None
-        if not self.session.run(self._prepare):
-            return None
-        return self._submit(self.session.project.block(index), None)
+        key = block.content_key
+
+        def submit() -> RenderJob | None:
+            now = next((b for b in self.session.project.blocks() if b.content_key == key), None)
+            return self._submit(now, None) if now is not None else None
+
+        return self._with_model(submit)
 
     def stop(self) -> None:
         """Cancel every queued and running block job (finished takes are kept)."""
@@ -156,12 +172,30 @@ class EpisodeRenderer(QObject):
             self.queue.cancel(job.id)
         self.settings.set(RENDER_INTERRUPTED, "")
 
-    def _prepare(self) -> None:
-        """The model is part of each block's identity: settle it before choosing what to render."""
-        options = engine_options(self.settings)
-        project = self.session.project
-        if project.settings.model_key != engine.model_key(options):
-            project.update(model_key=engine.model_key(options), engine=engine.engine_settings(options))
+    def _with_model(self, then: Callable[[], T]) -> T | None:
+        """The model is part of each block's identity: settle it in the project, then ``then()`` (its
+        result). On a server the server says which model it is, asked on the task runner: ``then`` runs
+        when it answers, if the same project is open and renders still go to that server."""
+        target, project = self.queue.remote, self.session.project
+        if target is None:
+            options = engine_options(self.settings)
+            settled = self.session.run(lambda: _set_model(project, engine.model_key(options),
+                                                          engine.engine_settings(options)))
+            return then() if settled else None
+
+        def done(key: str) -> None:
+            if self.session.project is project and self.queue.remote == target:
+                self.session.statusMessage.emit("", 0)
+                if self.session.run(lambda: _set_model(project, key, {"server": target.base})):
+                    then()
+
+        def failed(exc: BaseException) -> None:
+            if self.session.project is project:
+                self.session.errorRaised.emit(describe(exc))
+
+        self.session.statusMessage.emit(f"Asking the server at {target.base} which model it renders with…", 0)
+        self.tasks.run(lambda: server_model_key(target), done, failed)
+        return None
 
     def _submit(self, block, seed: int | None) -> RenderJob:
         params = block.params.replace(seed=block.seed if seed is None else seed)
@@ -245,6 +279,11 @@ class EpisodeRenderer(QObject):
     def _changed_overall(self) -> None:
         fraction = self._batch_done / self._batch_total if self._batch_total else 0.0
         self.progressChanged.emit(self._progress_text(fraction), fraction)
+
+
+def _set_model(project: engine.EpisodeProject, key: str, settings: dict) -> None:
+    if project.settings.model_key != key:
+        project.update(model_key=key, engine=settings)
 
 
 class EpisodePlayback(QObject):

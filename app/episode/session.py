@@ -23,6 +23,7 @@ import engine
 from app import settings as opts
 from app.errors import describe
 from app.settings import Option, Settings
+from app.tasks import TaskRunner
 from engine.files import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,11 @@ class EpisodeSession(QObject):
     recentChanged = Signal(list)
     draftRestored = Signal(str)  # text from the draft that is newer than the project's script
 
-    def __init__(self, settings: Settings, document: QTextDocument, parent: QObject | None = None) -> None:
+    def __init__(self, settings: Settings, document: QTextDocument, parent: QObject | None = None,
+                 tasks: TaskRunner | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.tasks = tasks or TaskRunner(self)  # slow work (speech-to-text, a server's library)
         self.document = document  # the episode editor's text
         self.project: engine.EpisodeProject | None = None
         self.blocks: list = []
@@ -343,16 +346,57 @@ class EpisodeSession(QObject):
             lambda: self.project.update(cast={character: voice}),
             lambda: self.project.update(cast={character: old}), self))
 
-    def keep_voice(self, index: int, character: str, library: engine.VoiceLibrary | None = None) -> bool:
-        """Cut ``character``'s voice from the block's chosen take into the project (and the library)."""
+    def keep_voice(self, index: int, character: str, library: engine.VoiceLibrary | None = None, *,
+                   transcriber: object | None = None) -> bool:
+        """Cut ``character``'s voice from the block's chosen take into the project (and the library).
+
+        The speech-to-text and the library (maybe a server's) work on ``tasks``, in the background; the
+        project changes (one undo step) when they are done, if this project is still the one open.
+        ``transcriber`` finds the words (default: Whisper). False with a message when it can't start."""
         if not engine.stt_available():
             self.errorRaised.emit(describe(engine.InvalidParameterError(
                 "Keeping a voice from a take needs speech-to-text to find the words. Install it with: "
                 ".venv/bin/pip install 'dia-studio[stt]' (faster-whisper), then try again.")))
             return False
         block = self.blocks[index]
+        if block.chosen is None:
+            self.errorRaised.emit(describe(engine.InvalidParameterError(
+                f"Block {index + 1} has no take yet: render it, then keep a voice from the take you like.")))
+            return False
+        project, take_id, turns = self.project, block.chosen, block.turns
+        take = project.take_audio(take_id)
+
+        def cut() -> tuple[engine.TakeVoice, str | None]:
+            voice = engine.voice_from_take(take, engine.TARGET_SAMPLE_RATE, turns, character, transcriber=transcriber)
+            uid = engine.save_to_library(library, voice, character).uid if library is not None else None
+            return voice, uid
+
+        def done(found: tuple[engine.TakeVoice, str | None]) -> None:
+            if self.project is not project:
+                self.statusMessage.emit(f"{character}'s voice was cut after its episode was closed: not cast.", 8000)
+                return
+            self._cast_from_take(block.content_key, take_id, character, *found)
+
+        self.statusMessage.emit(f"Cutting {character}'s voice from the take of block {index + 1}…", 0)
+        self.tasks.run(cut, done, lambda exc: self.errorRaised.emit(describe(exc)))
+        return True
+
+    def _cast_from_take(self, key: str, take_id: int, character: str, voice: engine.TakeVoice, uid: str | None) -> None:
+        """Cast ``character`` with a voice cut from a take, keeping that take (locked): one undo step."""
+        try:
+            block = self.project.block(self._index(key))
+        except engine.DiaStudioError as exc:  # the block was edited away meanwhile
+            self.errorRaised.emit(describe(exc))
+            return
         old = self.voice_input(self.project.cast().get(character))
-        key, was_locked, was_chosen = block.content_key, block.locked, block.chosen
+        was_locked, was_chosen = block.locked, block.chosen
+        kept = engine.VoiceInput(character, voice.samples, voice.transcript, source="take", library_uid=uid,
+                                 take_id=take_id)
+
+        def do() -> None:
+            self.project.choose(self._index(key), take_id)
+            self.project.lock(self._index(key))
+            self.project.update(cast={character: kept})
 
         def undo() -> None:
             self.project.update(cast={character: old})
@@ -360,11 +404,8 @@ class EpisodeSession(QObject):
             if was_chosen is not None:
                 self.project.choose(self._index(key), was_chosen)
 
-        self.undo_stack.push(_ProjectCommand(
-            f"Keep the voice of {character}",
-            lambda: engine.cast_voice_from_take(self.project, self._index(key), character, library=library),
-            undo, self))
-        return True
+        self.undo_stack.push(_ProjectCommand(f"Keep the voice of {character}", do, undo, self))
+        self.statusMessage.emit(f"{character} now speaks with the voice from the take.", 5000)
 
 
 def _copy_database(source: Path, target: Path) -> None:

@@ -1,4 +1,8 @@
-"""The cast: which library voice (or a random voice) speaks [S1] and [S2]."""
+"""The cast: which library voice (or a random voice) speaks [S1] and [S2].
+
+A server's voice library (``app.remote.RemoteLibrary``) is listed in the background, so a slow or
+silent server never freezes the window: meanwhile the pickers say so and keep the choices to restore.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ import logging
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QWidget
+from shiboken6 import isValid
 
 import engine
 from app import settings as opts
 from app.editor.script_panel import PromptCost
+from app.errors import describe
+from app.remote import RemoteLibrary
 from app.settings import Settings
+from app.tasks import TaskRunner
 from app.theme import editor_colors
 
 log = logging.getLogger(__name__)
@@ -18,6 +26,7 @@ log = logging.getLogger(__name__)
 RANDOM = -1
 NOT_CHOSEN = -2
 GAP_SECONDS = 0.4  # silence between the two clips of a prompt (engine.voice_prompt)
+LOADING = "Loading voices from the server…"
 
 
 class CastPanel(QWidget):
@@ -26,12 +35,17 @@ class CastPanel(QWidget):
     castChanged = Signal(object)  # {"S1": id | None, "S2": id | None} (object: never a QVariantMap of None)
     promptCostChanged = Signal(object)  # PromptCost
     manageRequested = Signal()
+    voicesListed = Signal()  # a listing arrived (or failed): ``samples`` holds the library's voices
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.library: engine.VoiceLibrary | None = None
+        self.tasks: TaskRunner | None = None  # where a server's library is listed
         self.samples: dict[int, engine.VoiceSample] = {}
+        self.loading = False  # a server's listing is on its way
+        self._listing = 0  # the newest listing asked for: an older answer is dropped
+        self._wanted: dict[str, int | None] | None = None  # the choices to restore when it arrives
         self.combos: dict[str, QComboBox] = {}
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -64,17 +78,59 @@ class CastPanel(QWidget):
 
     # -- content
 
-    def set_library(self, library: engine.VoiceLibrary | None, message: str = "") -> None:
+    def set_library(self, library: engine.VoiceLibrary | None, message: str = "",
+                    tasks: TaskRunner | None = None) -> None:
+        """Show ``library``'s voices (a server's are listed on ``tasks``, in the background)."""
         self.library = library
+        self.tasks = tasks or self.tasks
         self.refresh(message)
 
     def refresh(self, message: str = "") -> None:
         """Reload the voices, keeping the current choices where the voices still exist."""
-        previous = self.cast() if self.samples or self._has_items() else None
-        try:
-            voices = self.library.list() if self.library is not None else []
-        except engine.DiaStudioError as exc:
-            voices, message = [], exc.message
+        if self.loading:
+            previous = self._wanted
+        else:
+            previous = self.cast() if self.samples or self._has_items() else None
+        self._listing += 1
+        listing, library = self._listing, self.library
+        if library is None or self.tasks is None or not isinstance(library, RemoteLibrary):
+            try:
+                voices = library.list() if library is not None else []
+            except engine.DiaStudioError as exc:
+                voices, message = [], exc.message
+            self._show(voices, previous, message)
+            return
+        self._show_loading(previous)
+
+        def current() -> bool:
+            return listing == self._listing and isValid(self.warning)  # else: switched again, or closed
+
+        def arrived(voices: list) -> None:
+            if current():
+                self._show(voices, self._wanted, message)
+
+        def failed(exc: BaseException) -> None:
+            if current():
+                self._show([], self._wanted, describe(exc).message)
+
+        self.tasks.run(library.list, arrived, failed)
+
+    def shutdown(self) -> None:
+        """The window is closing: an answer still on its way changes nothing."""
+        self._listing += 1
+
+    def _show_loading(self, previous: dict[str, int | None] | None) -> None:
+        self.loading, self._wanted, self.samples = True, previous, {}
+        for combo in self.combos.values():
+            with QSignalBlocker(combo):
+                combo.clear()
+                combo.addItem(LOADING, RANDOM)
+            combo.setEnabled(False)
+        self._changed(store=False)  # the warning says the voices are loading
+
+    def _show(self, voices: list[engine.VoiceSample], previous: dict[str, int | None] | None, message: str) -> None:
+        """Fill the pickers with ``voices``, choosing ``previous`` (None: the stored choices) again."""
+        self.loading, self._wanted = False, None
         self.samples = {v.id: v for v in voices}
         for combo in self.combos.values():
             with QSignalBlocker(combo):
@@ -87,6 +143,7 @@ class CastPanel(QWidget):
                     combo.addItem(f"{voice.speaker_name}{mark} ({voice.duration:.1f} s){note}", voice.id)
                     combo.setItemData(combo.count() - 1, voice.transcript or "No transcript yet",
                                       Qt.ItemDataRole.ToolTipRole)
+            combo.setEnabled(True)
         if previous is None:
             previous = self._stored_choices()
         elif self.settings.get(opts.CAST_S1) == NOT_CHOSEN:
@@ -95,6 +152,7 @@ class CastPanel(QWidget):
         if message:
             self.warning.setText(message)
             self.warning.show()
+        self.voicesListed.emit()
 
     def _has_items(self) -> bool:
         return self.combos["S1"].count() > 0
@@ -112,6 +170,8 @@ class CastPanel(QWidget):
         return choices
 
     def cast(self) -> dict[str, int | None]:
+        if self.loading:  # the choices wait in ``_wanted`` until the voices are listed
+            return dict(self._wanted) if self._wanted is not None else self._stored_choices()
         result: dict[str, int | None] = {}
         for tag, combo in self.combos.items():
             value = combo.currentData() if combo.count() else RANDOM  # every item has int data
@@ -119,6 +179,8 @@ class CastPanel(QWidget):
         return result
 
     def set_cast(self, cast: dict[str, int | None], *, store: bool = True) -> None:
+        if self.loading:
+            self._wanted = {tag: cast.get(tag) for tag in self.combos}
         for tag, combo in self.combos.items():
             wanted = cast.get(tag)
             index = combo.findData(wanted if wanted is not None else RANDOM)
@@ -156,5 +218,6 @@ class CastPanel(QWidget):
             notes.append("Both speakers use the same voice sample.")
         colors = editor_colors()
         self.warning.setStyleSheet(f"color: {colors.warning.name()};")
-        self.warning.setText("⚠ " + " ".join(notes) if notes else "")
-        self.warning.setVisible(bool(notes))
+        text = "⚠ " + " ".join(notes) if notes else (LOADING if self.loading else "")
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))

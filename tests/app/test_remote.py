@@ -4,7 +4,10 @@ server's. An unreachable server or a wrong token is a clear message within secon
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -15,6 +18,7 @@ import engine
 from app import settings as opts
 from app.episode.rendering import BlockWork
 from app.library.window import LibraryWindow
+from app.main_window import MainWindow
 from app.model_settings import (
     RENDER_ON,
     SERVER,
@@ -25,7 +29,8 @@ from app.model_settings import (
     engine_options,
     missing_model_message,
 )
-from app.remote import RemoteEngine, RemoteLibrary, RemoteTarget, listed_voice
+from app.panels.cast import LOADING
+from app.remote import RemoteEngine, RemoteLibrary, RemoteTarget, listed_voice, server_model_key
 from app.tasks import TaskRunner
 from app.workers import CANCELLED, DONE, FAILED, RenderJob
 from tests.app.conftest import make_window, tone
@@ -98,7 +103,8 @@ def test_the_voice_library_lists_adds_and_plays_the_servers_voices(qtbot, remote
     with server.client() as client:
         listed = client.get("/v1/voice/samples").json()["data"]
     ann = next(item for item in listed if item["speaker_name"] == "ann")
-    assert window.cast_panel.combos["S1"].findData(ann["id"]) >= 0  # the cast offers the server's voice
+    # the cast offers the server's voice (listed again in the background after the change)
+    qtbot.waitUntil(lambda: window.cast_panel.combos["S1"].findData(ann["id"]) >= 0, timeout=30000)
 
     sample = window.library.get(ann["id"])
     renamed = window.library.rename(sample.id, "Ann B")
@@ -118,6 +124,7 @@ def test_a_cloned_render_sends_the_servers_voice(qtbot, remote_window, server, v
     window = remote_window
     voice = window.library.add(voice_file, speaker_name="Cloned", transcript="A clear test tone.")
     window.cast_panel.refresh()
+    qtbot.waitUntil(lambda: not window.cast_panel.loading, timeout=30000)
     window.cast_panel.set_cast({"S1": voice.id, "S2": None})
     window.params_panel.controls["max_new_tokens"].spin.setValue(1024)  # room for the 4 s prompt
     window.document.set_text(SCRIPT)
@@ -149,7 +156,8 @@ def test_cancelling_a_remote_render_stops_it_on_the_server(qtbot, remote_window,
 
 def test_an_unreachable_server_is_a_clear_message_within_seconds(qtbot, model_settings):
     window = make_window(qtbot, use_server(model_settings, closed_port_url(), "a-token-of-twenty-chars"))
-    assert "Can't reach" in window.cast_panel.warning.text()  # the voice list says so too
+    # the voice list says so too
+    qtbot.waitUntil(lambda: "Can't reach" in window.cast_panel.warning.text(), timeout=FAILURE_SECONDS * 1000)
     window.document.set_text(SCRIPT)
     job = window.render()
     qtbot.waitUntil(lambda: job.finished, timeout=FAILURE_SECONDS * 1000)
@@ -170,6 +178,7 @@ def test_a_server_that_never_answers_is_a_message_not_a_hang():
 
 def test_a_wrong_token_is_an_auth_error(qtbot, model_settings, server):
     window = make_window(qtbot, use_server(model_settings, server.url, "not-the-right-token-at-all"))
+    qtbot.waitUntil(lambda: "refused the token" in window.cast_panel.warning.text(), timeout=FAILURE_SECONDS * 1000)
     window.document.set_text(SCRIPT)
     job = window.render()
     qtbot.waitUntil(lambda: job.finished, timeout=FAILURE_SECONDS * 1000)
@@ -343,3 +352,128 @@ def test_the_library_window_edits_the_servers_voices_in_the_background(qtbot, se
     with qtbot.waitSignal(window.libraryChanged, timeout=30000):
         assert window.delete_selected()
     assert all(s.id != added.id for s in window.model.samples) and window.last_error is None
+
+
+# --------------------------------------------------------------------------- the cast never waits for a server
+
+class GatedServer:
+    """A server on 127.0.0.1 that answers every request with ``body`` (JSON), but only once ``gate`` is set."""
+
+    def __init__(self, body: dict) -> None:
+        self.gate = threading.Event()
+        self.answered = 0
+        gated = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                gated.gate.wait()
+                gated.answered += 1  # (the client may have hung up meanwhile: then nothing arrives)
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except ConnectionError:
+                    pass
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.target = RemoteTarget(f"http://127.0.0.1:{self.http.server_address[1]}", "a-token-of-twenty-chars")
+
+    def stop(self) -> None:
+        self.gate.set()
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def voices(*names: str, first_id: int = 7) -> dict:
+    """A voice list as ``GET /v1/voice/samples`` answers it."""
+    return {"object": "list", "data": [{"id": first_id + i, "speaker_name": name, "transcript": "Hello there.",
+                                        "is_default": False, "duration": 4.0} for i, name in enumerate(names)]}
+
+
+@pytest.fixture
+def gated():
+    servers: list[GatedServer] = []
+
+    def start(body: dict) -> GatedServer:
+        servers.append(GatedServer(body))
+        return servers[-1]
+
+    yield start
+    for running in servers:
+        running.stop()
+
+
+def on(settings, target: RemoteTarget):
+    return use_server(settings, target.url, target.token)
+
+
+def combo_texts(window: MainWindow) -> list[str]:
+    return [combo.itemText(i) for combo in window.cast_panel.combos.values() for i in range(combo.count())]
+
+
+def test_the_cast_lists_a_silent_servers_voices_in_the_background(qtbot, model_settings, black_hole):
+    window = make_window(qtbot, on(model_settings, black_hole))  # returns at once: the listing waits elsewhere
+    cast = window.cast_panel
+    assert cast.loading and not cast.combos["S1"].isEnabled()
+    assert cast.combos["S1"].currentText() == LOADING and cast.warning.text() == LOADING
+    ticks_while_waiting = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: cast.loading and ticks_while_waiting.append(1))
+    timer.start(20)
+    qtbot.waitUntil(lambda: not cast.loading, timeout=FAILURE_SECONDS * 1000)
+    timer.stop()
+    assert len(ticks_while_waiting) >= 3  # the event loop ran all along
+    assert "Can't reach the Dia Studio server" in cast.warning.text() and "did not answer" in cast.warning.text()
+    assert cast.combos["S1"].isEnabled() and cast.cast() == {"S1": None, "S2": None}
+
+
+def test_the_cast_keeps_the_users_choices_while_a_servers_voices_load(qtbot, model_settings, gated):
+    server = gated(voices("Ann", "Bob", "Cy"))
+    model_settings.set(opts.CAST_S1, 8)
+    model_settings.set(opts.CAST_S2, 7)
+    window = make_window(qtbot, on(model_settings, server.target))
+    cast = window.cast_panel
+    assert cast.loading and cast.cast() == {"S1": 8, "S2": 7}  # what a render made meanwhile would use
+    server.gate.set()
+    qtbot.waitUntil(lambda: not cast.loading, timeout=FAILURE_SECONDS * 1000)
+    assert cast.cast() == {"S1": 8, "S2": 7} and cast.combos["S1"].currentText().startswith("Bob")
+
+    cast.combos["S2"].setCurrentIndex(cast.combos["S2"].findData(9))  # the user picks Cy, then the list reloads
+    cast.refresh()
+    assert cast.loading and cast.cast() == {"S1": 8, "S2": 9}
+    qtbot.waitUntil(lambda: not cast.loading, timeout=FAILURE_SECONDS * 1000)
+    assert cast.cast() == {"S1": 8, "S2": 9} and model_settings.get(opts.CAST_S2) == 9
+
+
+def test_a_late_voice_list_from_a_server_switched_away_from_is_ignored(qtbot, model_settings, gated):
+    slow, fresh = gated(voices("Stale")), gated(voices("Fresh", first_id=20))
+    window = make_window(qtbot, on(model_settings, slow.target))
+    assert window.cast_panel.loading
+    fresh.gate.set()
+    on(model_settings, fresh.target)
+    window.apply_render_target()
+    qtbot.waitUntil(lambda: not window.cast_panel.loading, timeout=FAILURE_SECONDS * 1000)
+    assert any(text.startswith("Fresh") for text in combo_texts(window))
+    slow.gate.set()  # the first server answers at last
+    qtbot.waitUntil(lambda: slow.answered == 1, timeout=FAILURE_SECONDS * 1000)
+    qtbot.waitUntil(lambda: not window.tasks.busy, timeout=FAILURE_SECONDS * 1000)  # its answer was handed over
+    assert not any(text.startswith("Stale") for text in combo_texts(window))
+    assert list(window.cast_panel.samples) == [20] and not window.cast_panel.loading
+
+
+def test_the_servers_model_key_names_the_server_and_its_model(server):
+    key = json.loads(server_model_key(RemoteTarget(server.url + "/v1", server.token)))
+    with server.client() as client:
+        model = client.get("/v1/models").json()["data"][0]["id"]
+    assert key == {"server": server.url, "model": model}
