@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +37,8 @@ import engine
 from app.errors import UserError, describe
 from app.model_settings import engine_options
 from app.render_controller import expected_steps
-from app.settings import Option, Settings
-from app.workers import API, RenderJob, RenderQueue
+from app.settings import STT_MODEL, Option, Settings
+from app.workers import API, PROGRESS_INTERVAL, RENDERING, RenderJob, RenderQueue, format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,25 @@ class _StoppableEngine:
         return self._dia.render(request, should_stop=stop, **kwargs)
 
 
+def long_fraction(p: engine.EpisodeProgress) -> float:
+    """How much of a long script is rendered, 0–1, by the blocks' estimated lengths."""
+    if p.stage == "done":
+        return 1.0
+    if p.eta_seconds is not None and p.elapsed + p.eta_seconds > 0:
+        # the episode engine's time left is elapsed × (estimate left / estimate done): this is done / all
+        return p.elapsed / (p.elapsed + p.eta_seconds)
+    return p.blocks_done / max(1, p.blocks_total)
+
+
+def long_detail(p: engine.EpisodeProgress, fraction: float) -> str:
+    """What the Queue says of a long script: which block, how far, the time left."""
+    block = f"Block {min(p.blocks_done + 1, p.blocks_total)} of {p.blocks_total}"
+    if p.stage == "prompt":
+        return f"{block} · encoding the voice prompt…"
+    left = f" · ≈ {format_seconds(p.eta_seconds)} left" if p.eta_seconds is not None else ""
+    return f"{block} · {fraction:.0%}{left}"
+
+
 class AppBackend(QObject):
     """``engine.server``'s ``RenderBackend`` (and ``EngineRunner``) for the app: every request is a job
     on the app's render queue, rendered by its one engine. Lives in the GUI thread; ``render`` and
@@ -118,6 +138,7 @@ class AppBackend(QObject):
 
     _post = Signal(object)  # RenderJob, to queue on the GUI thread
     _cancel = Signal(int)
+    _progress = Signal(object, object)  # RenderJob, engine.EpisodeProgress (a long script's)
 
     def __init__(self, queue: RenderQueue, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -127,6 +148,7 @@ class AppBackend(QObject):
         self._model_id = self._current_model_id()
         self._post.connect(self._submit, Qt.ConnectionType.QueuedConnection)
         self._cancel.connect(queue.cancel, Qt.ConnectionType.QueuedConnection)
+        self._progress.connect(self._show_progress, Qt.ConnectionType.QueuedConnection)
 
     def _current_model_id(self) -> str:
         from engine.server import model_id_for
@@ -152,14 +174,38 @@ class AppBackend(QObject):
                         origin=API, request=request, listener=call)
         return self._wait(job, call, should_stop)
 
-    def with_engine(self, work: Callable[[engine.DiaEngine], Any]) -> Any:
-        """Run ``work`` with the app's engine, as one job (a long script through the episode engine);
-        cancelling the job in the Queue stops it like a client that went away."""
+    def with_engine(self, work: Callable[[engine.DiaEngine, Callable[[engine.EpisodeProgress], None]], Any]) -> Any:
+        """Run ``work`` with the app's engine, as one job (a long script through the episode engine)
+        whose Queue row shows the blocks' progress; cancelling the job in the Queue stops it like a
+        client that went away."""
         call = _Call(None)
         job = RenderJob(script="", params=engine.GenerationParams(), options=engine.EngineOptions(),
-                        title=TITLE_PREFIX + "a long script, block by block", origin=API,
-                        work=lambda dia, _progress, _audio, stop: work(_StoppableEngine(dia, stop)), listener=call)
+                        title=TITLE_PREFIX + "a long script, block by block", origin=API, listener=call)
+        report = self._reporter(job)
+        job.work = lambda dia, _progress, _audio, stop: work(_StoppableEngine(dia, stop), report)
         return self._wait(job, call, lambda: False)
+
+    def _reporter(self, job: RenderJob) -> Callable[[engine.EpisodeProgress], None]:
+        """On the render thread: pass ``job``'s progress to the GUI thread, at most every
+        ``PROGRESS_INTERVAL`` while a block generates (every other stage always)."""
+        last = [0.0]
+
+        def report(p: engine.EpisodeProgress) -> None:
+            now = time.monotonic()
+            if p.stage != "generate" or now - last[0] >= PROGRESS_INTERVAL:
+                last[0] = now
+                self._progress.emit(job, p)
+
+        return report
+
+    @Slot(object, object)
+    def _show_progress(self, job: RenderJob, p: engine.EpisodeProgress) -> None:
+        """On the GUI thread: a long script's progress in its Queue row (never backwards)."""
+        if job.state != RENDERING or job.stop.is_set():
+            return
+        job.fraction = max(job.fraction, min(1.0, long_fraction(p)))
+        job.detail = long_detail(p, job.fraction)
+        self.queue.jobChanged.emit(job)
 
     def _wait(self, job: RenderJob, call: _Call, should_stop: Callable[[], bool]) -> Any:
         if self.closed.is_set():
@@ -285,7 +331,7 @@ class ApiServer(QObject):
 
         sock = bind_socket(host, port)
         backend = AppBackend(self.queue, self.settings, self)
-        app = create_app(config, backend, library=library,
+        app = create_app(config, backend, library=library, transcriber=self._transcriber(),
                          history=NotifyingHistory(history, self.historyChanged.emit))  # type: ignore[arg-type]
         server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
                                                server_header=False, timeout_graceful_shutdown=int(STOP_SECONDS)))
@@ -294,6 +340,12 @@ class ApiServer(QObject):
         self.backend, self._server, self._thread, self._sock = backend, server, thread, sock
         self.token, self.host, self.port = token, host, sock.getsockname()[1]
         log.info("API server listening on %s:%d", host, self.port)  # never the token
+
+    def _transcriber(self) -> engine.WhisperTranscriber | None:
+        """Whisper (the voice library's model, never downloaded here) for uploads without a transcript."""
+        if not engine.stt_available():
+            return None
+        return engine.WhisperTranscriber(model=self.settings.get(STT_MODEL), allow_download=False)
 
     def stop(self, *, remember: bool = True) -> None:
         """Stop serving (cancelling API renders in flight). ``remember=False`` (quitting) keeps it

@@ -11,9 +11,10 @@ import base64
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -72,6 +73,19 @@ MODEL_FEATURES = ["tts", "voice-cloning"]
 DISCONNECT_POLL_SECONDS = 0.25
 MAX_HISTORY_LIST = 500
 ItemId = Annotated[int, Path(ge=0, le=2**63 - 1, description="an id from the list")]
+NO_STT = ("Speech-to-text is not available on this server (it needs faster-whisper, pip install "
+          "'dia-studio[stt]', and a Whisper model)")
+CHECK_TRANSCRIPT = ("The transcript was filled in by speech-to-text: check that it is word for word what the clip "
+                    "says (PATCH /v1/voice/samples/{id} with 'transcript' corrects it).")
+ADD_TRANSCRIPT = ("This voice has no transcript, so requests that use it are refused with missing_transcript "
+                  "until it has one: send the exact words spoken in the clip with PATCH /v1/voice/samples/{id} "
+                  "('transcript').")
+
+
+class Transcriber(Protocol):
+    """Speech-to-text as the server uses it (``engine.WhisperTranscriber``)."""
+
+    def transcribe(self, samples, sample_rate: int) -> str: ...
 
 
 class ClientGone(Exception):
@@ -90,7 +104,8 @@ class ServerState:
     """What the routes share: config, backend, queue, library, history."""
 
     def __init__(self, config: ServerConfig, backend: RenderBackend, library: VoiceLibrary,
-                 history: RenderHistory | None, defaults: GenerationParams) -> None:
+                 history: RenderHistory | None, defaults: GenerationParams,
+                 transcriber: Transcriber | None = None) -> None:
         self.config = config
         self.defaults = defaults
         self.backend = backend
@@ -100,6 +115,9 @@ class ServerState:
         self.started = int(time.time())
         self.long_form = isinstance(backend, EngineRunner)
         """Whether scripts longer than one render are taken (through the episode engine)."""
+        self.transcriber = transcriber
+        self.stt_lock = threading.Lock()
+        """One transcription at a time: each takes the cores it is given (and renders run meanwhile)."""
 
     def check_model(self, requested: str | None, *, required: bool) -> None:
         known = {self.backend.model_id, "dia", *OPENAI_MODEL_ALIASES}
@@ -114,11 +132,15 @@ class ServerState:
 
 
 def create_app(config: ServerConfig, backend: RenderBackend, *, library: VoiceLibrary | None = None,
-               history: RenderHistory | None = None, defaults: GenerationParams | None = None) -> FastAPI:
+               history: RenderHistory | None = None, defaults: GenerationParams | None = None,
+               transcriber: Transcriber | None = None) -> FastAPI:
     """The API application. ``library`` and ``history`` default to the user's (data folder);
-    ``defaults`` are the sampling parameters of requests that don't set them."""
+    ``defaults`` are the sampling parameters of requests that don't set them; ``transcriber`` fills
+    in the transcript of a voice uploaded without one (None: such a voice keeps none, and the
+    upload's answer says how to add it)."""
     state = ServerState(config, backend, library if library is not None else VoiceLibrary(),
-                        history if history is not None else RenderHistory(), defaults or GenerationParams())
+                        history if history is not None else RenderHistory(), defaults or GenerationParams(),
+                        transcriber)
     app = FastAPI(title="Dia Studio API", version=engine.__version__, docs_url=None, redoc_url=None,
                   description="Dia text-to-dialogue on this computer: seed 000's /v1/voice/generations, "
                               "OpenAI's /v1/audio/speech, the voice library and the render history.")
@@ -403,9 +425,11 @@ def _named(library: VoiceLibrary, name: str) -> bool:
 
 # ---------------------------------------------------------------------------------------- library
 
-def _sample_out(sample) -> VoiceSampleOut:
+def _sample_out(sample, note: str = "") -> VoiceSampleOut:
+    notes = [*sample.warnings, *([note.replace("{id}", str(sample.id))] if note else [])]
     return VoiceSampleOut(id=sample.id, speaker_name=sample.speaker_name, transcript=sample.transcript,
-                          is_default=sample.is_default, duration=round(sample.duration, 3))
+                          has_transcript=sample.has_transcript, is_default=sample.is_default,
+                          duration=round(sample.duration, 3), warnings=notes)
 
 
 def _sample_or_404(library: VoiceLibrary, sample_id: int):
@@ -422,16 +446,25 @@ def _upload_name(filename: str | None) -> str:
     return name[:120] or "upload"
 
 
-def _autofill_transcript(samples_source: bytes, name: str) -> str:
-    """The upload's words by speech-to-text when it is installed (and its model is here); else ""."""
-    if not engine.stt_available():
-        return ""
+def _fill_transcript(state: ServerState, sample) -> tuple[object, str]:
+    """A new voice without a transcript, transcribed by speech-to-text when the server has it; the
+    sample and a note for the answer. The stored clip is transcribed (the library trims the upload),
+    so the words are those renders will hear. A failure only leaves the transcript empty."""
+    if state.transcriber is None:
+        return sample, f"{NO_STT}. {ADD_TRANSCRIPT}"
     try:
-        decoded = engine.decode_audio(samples_source, name=name)
-        return engine.WhisperTranscriber().transcribe(decoded.samples, decoded.sample_rate)
+        with state.stt_lock:
+            words = state.transcriber.transcribe(state.library.load_audio(sample), engine.TARGET_SAMPLE_RATE)
+        if words.strip():
+            return state.library.set_transcript(sample.id, words), CHECK_TRANSCRIPT
+        why = "Speech-to-text heard no words in the clip"
     except DiaStudioError as exc:
         log.info("no automatic transcript: %s", exc.code)
-        return ""
+        why = f"Speech-to-text failed: {str(exc).rstrip('.')}"
+    except Exception as exc:  # noqa: BLE001 - a transcriber's bug must not lose the upload
+        log.warning("speech-to-text failed unexpectedly: %s", type(exc).__name__, exc_info=exc)
+        why = "Speech-to-text failed unexpectedly (the server log has the details)"
+    return sample, f"{why}. {ADD_TRANSCRIPT}"
 
 
 def _add_library_routes(app: FastAPI, state: ServerState) -> None:
@@ -445,6 +478,8 @@ def _add_library_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/v1/voice/samples", response_model=VoiceSampleOut, status_code=201, tags=["voices"],
               summary="Add a voice: an audio file (WAV, FLAC, MP3, Ogg, Opus, WebM, M4A; 10 MB at most)",
+              description="Without a transcript, speech-to-text fills it in when this server has it (the "
+                          "answer's warnings say which happened); a voice without one can't clone yet.",
               responses=_responses(400, 413))
     async def upload_sample(file: Annotated[UploadFile, File()], speaker_name: Annotated[str, Form()],
                             transcript: Annotated[str, Form()] = "",
@@ -453,11 +488,12 @@ def _add_library_routes(app: FastAPI, state: ServerState) -> None:
         if len(data) > MAX_UPLOAD_BYTES:
             raise ApiError("request_too_large", f"the file is larger than {MAX_UPLOAD_BYTES // (1 << 20)} MB")
         name = _upload_name(file.filename)
-        if not transcript.strip():
-            transcript = await run_in_threadpool(_autofill_transcript, data, name)
         sample = await run_in_threadpool(lambda: library.add(data, speaker_name=speaker_name, transcript=transcript,
                                                              original_filename=name, make_default=is_default))
-        return _sample_out(sample)
+        if sample.has_transcript:
+            return _sample_out(sample)
+        # inline, off the event loop and the render queue's thread; a clip is at most 30 s
+        return _sample_out(*await run_in_threadpool(_fill_transcript, state, sample))
 
     @app.get("/v1/voice/samples/{sample_id}", response_model=VoiceSampleOut, tags=["voices"],
              summary="One voice", responses=_responses(400, 404))

@@ -21,6 +21,7 @@ from engine import (
     AudioChunk,
     DiaEngine,
     EngineOptions,
+    EpisodeProgress,
     LoadProgress,
     RenderRequest,
     RenderResult,
@@ -28,6 +29,7 @@ from engine import (
 
 WEIGHT_SUFFIXES = (".pth", ".bin", ".safetensors", ".pt")
 T = TypeVar("T")
+Report = Callable[[EpisodeProgress], None]
 
 
 @runtime_checkable
@@ -50,9 +52,11 @@ class RenderBackend(Protocol):
 class EngineRunner(Protocol):
     """A backend that can also lend its loaded engine, where its renders run."""
 
-    def with_engine(self, work: Callable[[DiaEngine], T]) -> T:
-        """Run ``work(engine)`` with the loaded ``DiaEngine`` on the thread that owns it and return
-        its result (called only from the server's queue thread, so it holds the one queue slot)."""
+    def with_engine(self, work: Callable[[DiaEngine, Report], T]) -> T:
+        """Run ``work(engine, report)`` with the loaded ``DiaEngine`` on the thread that owns it and
+        return its result (called only from the server's queue thread, so it holds the one queue
+        slot). The work tells ``report`` how far it is (a long script's blocks), for a runner that
+        shows it, as the desktop app's Queue does."""
         ...
 
 
@@ -85,5 +89,9 @@ class EngineBackend:
                should_stop: Callable[[], bool]) -> RenderResult:
         return self.load().render(request, on_audio=on_audio, should_stop=should_stop)
 
-    def with_engine(self, work: Callable[[DiaEngine], T]) -> T:
-        return work(self.load())
+    def with_engine(self, work: Callable[[DiaEngine, Report], T]) -> T:
+        return work(self.load(), _ignore)
+
+
+def _ignore(_progress: EpisodeProgress) -> None:
+    """A runner that shows no progress."""

@@ -105,11 +105,12 @@ class Joiner:
 def render_long(plan: LongPlan, backend: EngineRunner, *, on_audio: Callable[[AudioChunk], None] | None,
                 should_stop: Callable[[], bool], on_blocks: Callable[[int, int], None]) -> RenderResult:
     """Render a long script on ``backend``'s engine as one result (its audio the joined blocks);
-    ``on_audio`` gets each block's piece as soon as it is joined, ``on_blocks`` (done, total)."""
-    return backend.with_engine(lambda engine: _render(engine, plan, on_audio, should_stop, on_blocks))
+    ``on_audio`` gets each block's piece as soon as it is joined, ``on_blocks`` (done, total); the
+    backend's runner is told the whole progress."""
+    return backend.with_engine(lambda engine, report: _render(engine, plan, on_audio, should_stop, on_blocks, report))
 
 
-def _render(engine, plan: LongPlan, on_audio, should_stop, on_blocks) -> RenderResult:
+def _render(engine, plan: LongPlan, on_audio, should_stop, on_blocks, report) -> RenderResult:
     started = time.perf_counter()
     joiner = Joiner()
 
@@ -121,6 +122,7 @@ def _render(engine, plan: LongPlan, on_audio, should_stop, on_blocks) -> RenderR
 
     def progress(p: EpisodeProgress) -> None:
         on_blocks(p.blocks_done, p.blocks_total)
+        report(p)
 
     with tempfile.TemporaryDirectory(prefix="dia-api-") as folder:  # private (0700): it holds voice copies
         with EpisodeProject(Path(folder) / PROJECT_NAME) as project:

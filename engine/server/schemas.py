@@ -109,8 +109,13 @@ class VoiceSampleOut(BaseModel):
     id: int
     speaker_name: str
     transcript: str
+    has_transcript: bool = Field(description="Whether the voice can clone: renders that use a voice without a "
+                                             "transcript are refused with missing_transcript")
     is_default: bool
     duration: float
+    warnings: list[str] = Field(default_factory=list, description="Advice about the clip and its transcript (an "
+                                                                  "upload says here whether speech-to-text filled "
+                                                                  "the transcript in)")
 
 
 class VoiceSampleList(BaseModel):

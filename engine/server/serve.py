@@ -24,6 +24,8 @@ from engine.server.config import (
     resolve_token,
 )
 
+STT_OFF = "off"
+
 
 def register(subparsers, add_engine_options: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``dia-studio`` parser."""
@@ -45,6 +47,11 @@ def register(subparsers, add_engine_options: Callable[[argparse.ArgumentParser],
                    help=f"requests that may wait for the model; more get 429 (default {DEFAULT_QUEUE_SIZE})")
     p.add_argument("--max-input-chars", type=int, default=DEFAULT_MAX_INPUT_CHARS,
                    help=f"longest input accepted, in characters (default {DEFAULT_MAX_INPUT_CHARS}); longer is 413")
+    p.add_argument("--stt-model", metavar="MODEL",
+                   help="the Whisper model that fills in the transcript of a voice uploaded without one: a size "
+                        "(base.en, small …), a Hugging Face repo id or a folder, never downloaded here; 'off' "
+                        "never transcribes (default: base.en from the Hugging Face cache; needs pip install "
+                        "'dia-studio[stt]')")
     add_engine_options(p)
     for name, spec in PARAM_SPECS.items():
         p.add_argument("--" + name.replace("_", "-"), type=int if spec.is_integer else float, default=None,
@@ -58,6 +65,21 @@ def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
+
+
+def _transcriber(model: str | None):
+    """Whisper for uploads without a transcript (loaded on first use); None when ``off`` or without
+    faster-whisper."""
+    import engine
+
+    if model == STT_OFF:
+        return None
+    if not engine.stt_available():
+        if model:
+            print("warning: --stt-model needs faster-whisper (pip install 'dia-studio[stt]'); uploads without a "
+                  "transcript keep none", file=sys.stderr)
+        return None
+    return engine.WhisperTranscriber(**({"model": model} if model else {}), allow_download=False)
 
 
 def cmd_serve(args) -> int:
@@ -83,7 +105,8 @@ def cmd_serve(args) -> int:
     print("Loading the model…", file=sys.stderr, flush=True)
     backend.load()
     with VoiceLibrary() as library, RenderHistory() as history:
-        app = create_app(config, backend, library=library, history=history, defaults=defaults)
+        app = create_app(config, backend, library=library, history=history, defaults=defaults,
+                         transcriber=_transcriber(args.stt_model))
         verbose = getattr(args, "verbose", False)
         server = uvicorn.Server(uvicorn.Config(app, log_level="info" if verbose else "warning",
                                                access_log=verbose, server_header=False))

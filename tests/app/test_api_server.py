@@ -4,6 +4,7 @@ one engine (the real window, the tiny model, a real uvicorn server on 127.0.0.1,
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 
@@ -223,3 +224,54 @@ def test_cancelling_a_long_script_in_the_apps_queue_stops_it_and_tells_the_api_c
     assert started[0].state == CANCELLED
     health = httpx.get(f"http://{LOOPBACK_HOST}:{port}/health", timeout=10).json()["queue"]
     assert health["rendering"] == 0 and health["waiting"] == 0
+
+
+def queue_row_texts(window, qtbot) -> list[tuple[str, str]]:
+    """(state, progress) as the Queue panel shows them for API jobs, each time a job changes."""
+    table, shown = window.queue_panel.table, []
+
+    def record(job) -> None:  # connected after the panel's own slot, so the row is up to date
+        for row in range(table.rowCount()):
+            if table.item(row, 1).text().startswith("via API"):
+                shown.append((table.item(row, 2).text(), table.item(row, 3).text()))
+
+    window.queue.jobChanged.connect(record)
+    return shown
+
+
+def test_an_api_render_shows_its_progress_in_the_queue(qtbot, window):
+    port = free_port()
+    start_from_dialog(qtbot, window, port)
+    shown = queue_row_texts(window, qtbot)
+    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
+                   headers={"Authorization": f"Bearer {window.api_server.token}"},
+                   json={"input": "[S1] A short line to render.", "max_new_tokens": 256, "seed": 2})  # one render
+    qtbot.waitUntil(lambda: not call.is_alive(), timeout=120000)
+    assert call.response.status_code == 200, call.response.text
+    rendering = [text for state, text in shown if state == "Rendering"]
+    assert any(re.match(r"\d+% · \d+ frames/s", text) for text in rendering), rendering
+    assert shown[-1][0] == "Done"
+
+
+def test_a_long_api_script_shows_its_blocks_progress_in_the_queue(qtbot, window):
+    port = free_port()
+    start_from_dialog(qtbot, window, port)
+    shown = queue_row_texts(window, qtbot)
+    jobs = []
+    window.queue.jobAdded.connect(jobs.append)
+    fractions = []
+    window.queue.jobChanged.connect(lambda job: fractions.append(job.fraction) if job.state == "rendering" else None)
+    turns = " ".join(f"[S{1 + i % 2}] This is line number {i} of a rather long conversation about the weather."
+                     for i in range(6))
+    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
+                   headers={"Authorization": f"Bearer {window.api_server.token}"},
+                   json={"input": turns, "max_new_tokens": 256, "seed": 3})
+    qtbot.waitUntil(lambda: not call.is_alive(), timeout=300000)
+    assert call.response.status_code == 200, call.response.text
+    blocks = int(call.response.headers["X-Dia-Blocks"])
+    assert blocks > 1
+    rendering = [text for state, text in shown if state == "Rendering"]
+    for k in range(1, blocks + 1):  # each block named while it renders, with how far the script is
+        assert any(re.match(rf"Block {k} of {blocks} · \d+%", text) for text in rendering), (k, rendering)
+    assert fractions == sorted(fractions) and fractions[-1] > 0.5  # never backwards; most of it shown
+    assert shown[-1][0] == "Done" and jobs[0].fraction == 1.0

@@ -30,6 +30,8 @@ class Server:
         args = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--model", str(models / "dia"),
                 "--codec", str(models / "dac"), "--dtype", "float32", "--device", "cpu", "--offline",
                 "--max-new-tokens", "256", *extra]
+        if "--stt-model" not in extra:  # uploads keep what they are given, whatever Whisper models are cached
+            args += ["--stt-model", "off"]
         if token is not None:
             args += ["--token", token]
         environment = {**os.environ, "DIA_STUDIO_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1",
@@ -118,7 +120,7 @@ class ThreadServer:
     """``create_app`` served by uvicorn on a thread (127.0.0.1, a free port): for backends other
     than the engine, as the desktop app will plug in its own."""
 
-    def __init__(self, backend, data: Path, **config) -> None:
+    def __init__(self, backend, data: Path, transcriber=None, **config) -> None:
         import socket
 
         import uvicorn
@@ -129,7 +131,7 @@ class ThreadServer:
         self.library = VoiceLibrary(data / "voices")
         self.history = RenderHistory(data / "history")
         self.app = create_app(ServerConfig(token=TOKEN, port=0, **config), backend, library=self.library,
-                              history=self.history)
+                              history=self.history, transcriber=transcriber)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)

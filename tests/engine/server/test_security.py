@@ -79,7 +79,8 @@ def test_voice_sample_crud(api):
     with api.client() as c:
         added = c.post("/v1/voice/samples", files={"file": ("ann.wav", voice_clip(), "audio/wav")},
                        data={"speaker_name": "Ann"}).json()
-        assert set(added) == {"id", "speaker_name", "transcript", "is_default", "duration"}
+        assert set(added) == {"id", "speaker_name", "transcript", "has_transcript", "is_default", "duration",
+                              "warnings"}
         changed = c.patch(f"/v1/voice/samples/{added['id']}",
                           json={"speaker_name": "Ann B", "transcript": "Hello.", "is_default": True}).json()
         assert (changed["speaker_name"], changed["transcript"], changed["is_default"]) == ("Ann B", "Hello.", True)
