@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import engine
@@ -51,11 +52,21 @@ class UserError:
         return self.message + (f"\n\n{self.hint}" if self.hint else "")
 
 
+_PLAIN_WORD = re.compile(r"[a-z]+(?:['’][a-z]+)?(?=[\s,;:!?]|$)")
+"""A first word that is an ordinary lower-case word: not a name like cfg_scale, dia-studio or take.wav."""
+LOWER_CASE_NAMES = frozenset({"ffmpeg", "ffprobe", "libsndfile", "pip", "torch"})
+"""Programs whose names are written in lower case even at the start of a sentence."""
+
+
 def _sentence(text: str) -> str:
+    """An engine message as a sentence: a plain first word capitalised (names, identifiers and file
+    names are left as written), and a full stop unless it ends with one."""
     text = text.strip()
     if not text:
         return text
-    text = text[0].upper() + text[1:]
+    first = _PLAIN_WORD.match(text)
+    if first is not None and first.group() not in LOWER_CASE_NAMES:
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?", ")")) else text + "."
 
 

@@ -24,18 +24,24 @@ that it is writable and that the voice library and render history databases pass
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 CHECKS = ("qt", "platform_plugin", "resources", "user_data", "data_dir", "engine", "torch", "cpu_kernels",
-          "soundfile", "portaudio", "audio", "window", "render")
+          "soundfile", "portaudio", "audio", "window", "render", "api_server")
 
 OK, WARNING, FAILED = "ok", "warning", "failed"
 STATES = (OK, WARNING, FAILED)
@@ -45,6 +51,12 @@ EXIT_REPORT_UNWRITABLE = 2
 # Where engine.VoiceLibrary and engine.RenderHistory keep their databases, inside the data folder.
 USER_DATABASES = ("voices/library.sqlite3", "history/history.sqlite3")
 SUMMARY_DETAIL_CHARS = 110
+
+API_SCRIPT = "[S1] Hello from the API server."
+API_SEED = 7
+API_TOKEN_BYTES = 24
+API_WAIT_SECONDS = 20.0
+"""How long the API server check waits for the server to start, to answer, and to stop."""
 
 
 class Warn(Exception):
@@ -151,6 +163,120 @@ def check_audio() -> str:
     if not devices:
         raise Warn(status or "No audio output found.")
     return f"{len(devices)} output device(s)"
+
+
+# --------------------------------------------------------------------------- the API server
+
+
+def check_api_server(models: tuple[Path, Path], folder: Path, *, port: int = 0) -> dict:
+    """The real API server with the tiny ``models`` (Dia, DAC) on 127.0.0.1 (``port`` 0: one the OS
+    picks) and a random token, its voice library and history in ``folder``: ``GET /health``,
+    ``GET /v1/models`` with the token and without it (401), one short ``POST /v1/audio/speech``
+    whose WAV soundfile decodes; then stopped. Raises with what went wrong."""
+    try:
+        import uvicorn
+
+        from engine.server import EngineBackend, ServerConfig, bind_socket, create_app
+    except ImportError as exc:
+        raise RuntimeError(f"the API server is missing from this install ({exc}); reinstall Dia Studio") from None
+    from engine import DiaStudioError, EngineOptions, RenderHistory, VoiceLibrary
+
+    dia, dac = models
+    token = secrets.token_urlsafe(API_TOKEN_BYTES)
+    try:
+        config = ServerConfig(token=token, port=port)
+        backend = EngineBackend(EngineOptions(model=str(dia), codec=str(dac), device="cpu", dtype="float32",
+                                              offline=True))
+        backend.load()
+        sock = bind_socket(config.host, config.port)
+    except DiaStudioError as exc:
+        raise RuntimeError(f"the API server can't start: {exc.message}") from None
+    with contextlib.closing(sock), VoiceLibrary(folder / "voices") as library, \
+            RenderHistory(folder / "history") as history:
+        app = create_app(config, backend, library=library, history=history)
+        server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
+                                               server_header=False))
+        with _serving(server, sock):
+            host, bound = sock.getsockname()[:2]
+            return {"port": bound, **_exercise_api(f"http://{host}:{bound}", token, backend.model_id)}
+
+
+@contextlib.contextmanager
+def _serving(server, sock) -> Iterator[None]:
+    """Run uvicorn's ``server`` on ``sock`` in a thread while the block runs, then stop it; its
+    errors are raised here (never printed as a thread's traceback)."""
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # noqa: BLE001 - reported by the check
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve, name="self-test-api-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + API_WAIT_SECONDS
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.01)
+        if not server.started:
+            why = f": {type(errors[0]).__name__}: {errors[0]}" if errors else ""
+            raise RuntimeError(f"the API server did not start{why}")
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(API_WAIT_SECONDS)
+    if thread.is_alive():
+        raise RuntimeError(f"the API server did not stop within {API_WAIT_SECONDS:.0f} s")
+    if errors:
+        raise RuntimeError(f"the API server stopped with {type(errors[0]).__name__}: {errors[0]}")
+
+
+def _exercise_api(url: str, token: str, model_id: str) -> dict:
+    """The requests of the API server check against the server at ``url``; raises on a wrong answer."""
+    import soundfile as sf
+
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _type, body = _http(url + "/health")
+    if status != 200 or json.loads(body).get("status") != "ok":
+        raise RuntimeError(f"GET /health answered {status}: {body[:200]!r}")
+    status, _type, body = _http(url + "/v1/models", headers=auth)
+    ids = [m.get("id") for m in json.loads(body).get("data", [])] if status == 200 else []
+    if model_id not in ids:
+        raise RuntimeError(f"GET /v1/models answered {status} without the model {model_id!r}: {body[:200]!r}")
+    status, _type, _body = _http(url + "/v1/models")
+    if status != 401:
+        raise RuntimeError(f"GET /v1/models without the token answered {status}, not 401")
+    speech = {"model": model_id, "input": API_SCRIPT, "response_format": "wav", "seed": API_SEED,
+              "max_new_tokens": _min_new_tokens()}
+    status, media, body = _http(url + "/v1/audio/speech", headers=auth, body=speech)
+    if status != 200 or not media.startswith("audio/wav"):
+        raise RuntimeError(f"POST /v1/audio/speech answered {status} ({media}): {body[:200]!r}")
+    try:
+        samples, rate = sf.read(io.BytesIO(body), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise RuntimeError(f"POST /v1/audio/speech sent {len(body)} bytes that are not a WAV file: {exc}") from None
+    return {"health": "ok", "models": ids, "unauthorized": 401,
+            "speech": {"bytes": len(body), "sample_rate": rate, "seconds": round(len(samples) / rate, 3)}}
+
+
+def _min_new_tokens() -> int:
+    from engine import PARAM_SPECS
+
+    return int(PARAM_SPECS["max_new_tokens"].minimum)
+
+
+def _http(url: str, *, headers: dict[str, str] | None = None, body: dict | None = None) -> tuple[int, str, bytes]:
+    """One request straight to ``url`` (no proxy): status, content type and body, errors included."""
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(url, data=data, headers={**(headers or {}), "Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+    try:
+        with opener.open(request, timeout=API_WAIT_SECONDS) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.headers.get("Content-Type", ""), error.read()
 
 
 # --------------------------------------------------------------------------- the report
@@ -372,12 +498,22 @@ def _run_checks(scratch: Path, user_data: Path) -> dict[str, dict]:
 
     check("window", window)
 
+    tiny: list[tuple[Path, Path]] = []
+
+    def models() -> tuple[Path, Path]:
+        """The tiny random Dia and DAC of the render and API server checks, written once."""
+        if not tiny:
+            from engine import write_tiny_models
+
+            tiny.append(write_tiny_models(scratch / "models"))
+        return tiny[0]
+
     def render() -> dict:
         import soundfile as sf
 
-        from engine import DiaEngine, EngineOptions, GenerationParams, RenderRequest, write_audio, write_tiny_models
+        from engine import DiaEngine, EngineOptions, GenerationParams, RenderRequest, write_audio
 
-        dia, dac = write_tiny_models(scratch / "models")
+        dia, dac = models()
         eng = DiaEngine.load(EngineOptions(model=str(dia), codec=str(dac), device="cpu", dtype="float32",
                                            offline=True))
         result = eng.render(RenderRequest("[S1] Hello from the self-test. [S2] Hi!",
@@ -390,4 +526,5 @@ def _run_checks(scratch: Path, user_data: Path) -> dict[str, dict]:
                 "stop_reason": result.stop_reason}
 
     check("render", render)
+    check("api_server", lambda: check_api_server(models(), scratch / "api"))
     return checks

@@ -317,16 +317,35 @@ def cmd_render(args) -> int:
 
 
 def _caption_words(args):
-    """The transcriber that times the captions (None: estimated), loaded before the mastering."""
+    """The transcriber that times the captions, loaded before the mastering, and why there is none:
+    ``(transcriber, None)``, or ``(None, why)`` when they are estimated, ``why`` ending the line that
+    says so ("" when asked to estimate)."""
     from engine.episode.assemble import caption_transcriber
-    from engine.stt import stt_available
+    from engine.errors import DiaStudioError
+    from engine.stt import INSTALL_HINT, stt_available
 
-    if args.captions is None:
-        return None
-    if args.captions_timing != "estimate" and stt_available() and not getattr(args, "quiet", False):
-        print(f"Timing the captions with Whisper ({_stt_model(args)})…", file=sys.stderr)
-    return caption_transcriber(args.captions_timing, model=_stt_model(args),
-                               allow_download=args.captions_timing == "stt")
+    if args.captions is None or args.captions_timing == "estimate":
+        return None, ""
+    if args.captions_timing == "auto" and not stt_available():
+        return None, f" (for timing by speech recognition: {INSTALL_HINT} and its Whisper model)"
+    model = _stt_model(args)
+    try:  # "stt" semantics for auto too, to hear why the Whisper model can't be had
+        words = caption_transcriber("stt", model=model, allow_download=args.captions_timing == "stt")
+    except DiaStudioError as exc:
+        if args.captions_timing == "stt":
+            raise
+        return None, f", without Whisper. {exc.message.rstrip('.')}. {_whisper_hint(model)}"
+    if not getattr(args, "quiet", False):
+        print(f"Timing the captions with Whisper ({model})…", file=sys.stderr)
+    return words, None
+
+
+def _whisper_hint(model: str) -> str:
+    """How to get the Whisper model ``model`` that timing captions by speech recognition needs."""
+    if Path(model).expanduser().is_dir():
+        return "To time captions by speech recognition, name a folder with a CTranslate2 Whisper model in --stt-model."
+    return (f"To time captions by speech recognition, run again online with --captions-timing stt (it downloads "
+            f"{model}), or name a downloaded model with --stt-model.")
 
 
 def _check_caption_timing(args) -> None:
@@ -337,14 +356,13 @@ def _check_caption_timing(args) -> None:
         require_stt("Captions timed by speech recognition")
 
 
-def _captions_line(result, blocks: int) -> str:
-    estimated = result.captions_estimated
-    if len(estimated) == blocks:
-        return (f"Captions {result.captions}: timing estimated from the text (for timing by speech recognition: "
-                "pip install 'dia-studio[stt]' and its Whisper model)")
-    if estimated:
+def _captions_line(result, estimated_why: str | None) -> str:
+    """What the captions are and how they were timed; ``estimated_why`` as ``_caption_words`` says it."""
+    if estimated_why is not None:
+        return f"Captions {result.captions}: timing estimated from the text{estimated_why}"
+    if result.captions_estimated:
         return (f"Captions {result.captions}: timed by speech recognition, estimated in block(s) "
-                f"{', '.join(map(str, estimated))}")
+                f"{', '.join(map(str, result.captions_estimated))}")
     return f"Captions {result.captions}: timed by speech recognition"
 
 
@@ -352,7 +370,7 @@ def _export(project, output: Path, args, export: dict) -> int:
     from engine.cli import _ignore_interrupts
     from engine.episode.assemble import export_project
 
-    words = _caption_words(args)
+    words, estimated_why = _caption_words(args)
     result = export_project(project, output, settings=_master_settings(export), captions=args.captions,
                             chapters_json=args.chapters_json, captions_timing="estimate" if words is None else "stt",
                             transcriber=words)
@@ -363,7 +381,7 @@ def _export(project, output: Path, args, export: dict) -> int:
         print(f"Wrote {result.path}: {result.seconds:.1f} s, {blocks} blocks, "
               f"{result.chapters} chapters{loudness}", file=sys.stderr)
         if result.captions is not None:
-            print(_captions_line(result, blocks), file=sys.stderr)
+            print(_captions_line(result, estimated_why), file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prove the built bundle (scripts/build_bundle.sh) works: run its --self-test off screen and under
-# Xvfb with the real xcb platform plugin, check the JSON reports, and enforce the size guard.
+# Xvfb with the real xcb platform plugin (its api_server check serves the tiny model over HTTP on a
+# loopback port), check the JSON reports, check that `dia-studio serve --help` runs, and enforce the
+# size guard.
 #   scripts/check_bundle.sh [dist/dia-studio]
 # The bundle runs with a clean environment (no venv, no PYTHONPATH, a fresh HOME) so it can only use
 # what it carries. Exit status 0 = all good.
@@ -54,7 +56,7 @@ import sys
 report, name = sys.argv[1], sys.argv[2]
 data = json.load(open(report, encoding="utf-8"))
 want = {"qt", "platform_plugin", "resources", "data_dir", "engine", "torch", "soundfile", "portaudio",
-        "audio", "window", "render", "cpu_kernels", "user_data"}
+        "audio", "window", "render", "cpu_kernels", "user_data", "api_server"}
 checks = data.get("checks", {})
 problems = [f"missing check {c}" for c in sorted(want - set(checks))]
 problems += [f"{c}: {v['detail']}" for c, v in checks.items() if not v.get("ok")]
@@ -75,11 +77,23 @@ for p in problems:
 if problems:
     sys.exit(1)
 print(f"self-test [{name}]: {len(checks)} checks ok; " + "; ".join(
-    f"{c}={checks[c]['detail']}" for c in ("qt", "torch", "cpu_kernels", "portaudio", "render")))
+    f"{c}={checks[c]['detail']}" for c in ("qt", "torch", "cpu_kernels", "portaudio", "render", "api_server")))
 PY
 }
 
 run_self_test offscreen QT_QPA_PLATFORM=offscreen
+
+# The API server's command line: its parser must build in the frozen app (the server loads lazily).
+mkdir -p "$OUT/home-serve"
+serve_code=0
+env -i PATH=/usr/bin:/bin HOME="$OUT/home-serve" LANG=C.UTF-8 timeout 60 "$EXE" serve --help \
+  >"$OUT/serve-help.txt" 2>&1 || serve_code=$?
+if [ "$serve_code" != 0 ] || ! grep -q -- "--allow-remote" "$OUT/serve-help.txt" || grep -Eq "$FATAL" "$OUT/serve-help.txt"; then
+  echo "check_bundle: FAIL: dia-studio serve --help exited $serve_code:" >&2
+  tail -20 "$OUT/serve-help.txt" >&2
+  exit 1
+fi
+echo "serve --help: ok"
 
 command -v xvfb-run >/dev/null || { echo "check_bundle: FAIL: xvfb-run missing (scripts/setup.sh --dev installs it)" >&2; exit 1; }
 # xvfb-run needs xauth on PATH; the bundle inherits only DISPLAY/XAUTHORITY from it.

@@ -30,3 +30,17 @@ def test_other_exceptions_are_plain_language_and_logged(caplog, monkeypatch):
     assert odd.title == "Something went wrong" and odd.message == "RuntimeError: boom"
     assert "/tmp/dia-studio.log" in odd.hint
     assert "boom" in caplog.text  # the traceback goes to the log, not to the user
+
+
+def test_a_message_starting_with_a_plain_word_becomes_a_sentence():
+    assert describe(engine.StorageError("the history can't be saved")).message == "The history can't be saved."
+    assert describe(engine.InvalidParameterError("it's too long!")).message == "It's too long!"
+
+
+def test_a_message_starting_with_a_name_or_identifier_is_shown_as_the_engine_wrote_it():
+    written = ["dia-studio serve needs the model first", "ffmpeg could not encode the MP3 (exit status 1)",
+               "cfg_scale must be between 1 and 5 (got 9)", "voice.wav is not a WAV file",
+               "--port must be between 0 and 65535 (got 70000)", "libsndfile can't read this file"]
+    for message in written:
+        shown = describe(engine.InvalidParameterError(message)).message
+        assert shown.rstrip(".") == message.rstrip("."), shown

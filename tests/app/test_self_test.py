@@ -1,10 +1,11 @@
 """The self-test's checks: three states (ok, warning, failed), the read-only check of the user's real
-data folder, missing native kernels, and a report path that can't be written."""
+data folder, missing native kernels, the real API server, and a report path that can't be written."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 
 from app.self_test import (
+    CHECKS,
     FAILED,
     OK,
     WARNING,
+    check_api_server,
     check_cpu_kernels,
     check_user_data,
     run_check,
@@ -158,6 +161,51 @@ def test_a_data_folder_not_created_yet_is_fine(tmp_path):
     assert not (tmp_path / "not-yet").exists()
 
 
+# --------------------------------------------------------------------------- the API server
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
+    from engine import write_tiny_models
+
+    return write_tiny_models(tmp_path_factory.mktemp("self-test-models"))
+
+
+def is_listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_api_server_check_answers_over_http_and_stops(tiny_models, tmp_path):
+    import engine
+
+    entry = run_check(lambda: check_api_server(tiny_models, tmp_path / "api"))
+    assert entry["state"] == OK, entry
+    detail = entry["detail"]
+    assert detail["health"] == "ok" and detail["models"] == ["dia"] and detail["unauthorized"] == 401
+    assert detail["speech"]["sample_rate"] == engine.TARGET_SAMPLE_RATE and detail["speech"]["bytes"] >= 44
+    assert not is_listening(detail["port"])  # stopped, its socket closed
+
+
+def test_an_api_server_port_that_cannot_be_bound_fails_with_what_to_do(tiny_models, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        entry = run_check(lambda: check_api_server(tiny_models, tmp_path / "api", port=port))
+    assert entry["state"] == FAILED and entry["ok"] is False
+    assert entry["message"].startswith(f"RuntimeError: the API server can't start: Can't listen on 127.0.0.1:{port}")
+    assert "Choose another port" in entry["message"] and "Traceback" not in entry["message"]
+
+
+def test_an_api_server_missing_from_the_install_fails_naming_the_module(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as in a bundle built without it: the import fails
+    entry = run_check(lambda: check_api_server(tiny_models, tmp_path / "api"))
+    assert entry["state"] == FAILED
+    assert entry["message"].startswith("RuntimeError: the API server is missing from this install (")
+    assert "uvicorn" in entry["message"] and entry["message"].endswith("reinstall Dia Studio")
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -187,6 +235,8 @@ def test_warnings_show_in_the_printed_report_and_summary_and_pass(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)  # without a path the JSON goes to stdout, the summary to stderr
     assert report["ok"] is True and report["counts"]["failed"] == 0
+    assert list(report["checks"]) == list(CHECKS)
+    assert report["checks"]["api_server"]["state"] == OK
     assert report["checks"]["cpu_kernels"]["state"] == WARNING
     assert report["checks"]["audio"]["state"] == WARNING
     assert report["checks"]["audio"]["message"].startswith("No audio output found")

