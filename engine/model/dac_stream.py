@@ -55,12 +55,13 @@ class StreamingDacDecoder:
     """Decode codes pushed a few frames at a time into final audio samples.
 
     ``first_chunk_frames`` is the latency knob: audio starts once that many frames plus the
-    look-ahead have arrived. Later audio comes in ``chunk_frames`` steps (bigger is cheaper
-    per frame, smaller is smoother). ``context_frames``/``lookahead_frames`` default to the
+    look-ahead have arrived. Each later chunk is twice the one before, up to ``chunk_frames``
+    (bigger is cheaper per frame, smaller is smoother): audio keeps coming early on, while the
+    look-ahead and context decoded twice soon cost little. ``context_frames``/``lookahead_frames`` default to the
     decoder's receptive field, which makes the stitched audio equal to a one-shot decode.
     """
 
-    def __init__(self, codec: DacCodec, *, first_chunk_frames: int = 16, chunk_frames: int = 64,
+    def __init__(self, codec: DacCodec, *, first_chunk_frames: int = 4, chunk_frames: int = 64,
                  context_frames: int | None = None, lookahead_frames: int | None = None) -> None:
         field = decoder_context(codec.config)
         self.codec = codec
@@ -91,6 +92,7 @@ class StreamingDacDecoder:
         self._start = 0
         self._received = 0
         self._emitted = 0
+        self._next_size = self.first_chunk_frames
         self._flushed = False
 
     def push(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -102,10 +104,11 @@ class StreamingDacDecoder:
         self._received += new.shape[1]
         out = []
         while True:
-            size = self.first_chunk_frames if self._emitted == 0 else self.chunk_frames
+            size = self._next_size
             if self._received - self._emitted < size + self.lookahead_frames:
                 break
             out.append(self._decode_next(size))
+            self._next_size = min(self.chunk_frames, 2 * size)
         self._trim()
         return _concat(out)
 

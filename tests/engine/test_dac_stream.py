@@ -95,6 +95,14 @@ def test_latency_knob_and_chunking(codec, codes):
     assert decoder.flush().size == (N_FRAMES - 6 - 8 - 32) * 512
 
 
+def test_chunks_double_from_the_first_up_to_the_chunk_size(codec, codes):
+    decoder = StreamingDacDecoder(codec, first_chunk_frames=2, chunk_frames=16)
+    sizes = [len(decoder.push(codes[i:i + 1])) // 512 for i in range(N_FRAMES)]
+    emitted = [s for s in sizes if s]
+    assert emitted[:3] == [2, 4, 8] and len(emitted) > 3 and set(emitted[3:]) == {16}
+    assert sizes.index(2) == 2 + decoder.lookahead_frames - 1  # the first audio needs only 2 frames + look-ahead
+
+
 def test_short_input_comes_out_at_flush(codec, codes):
     decoder = StreamingDacDecoder(codec)
     assert decoder.push(codes[:5]).size == 0
