@@ -30,10 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from engine.constants import FRAME_RATE  # noqa: E402 - after the path is set
 
 SCRIPT = ("[S1] Dia is an open weights text to dialogue model. [S2] You get full control over scripts and voices. "
           "[S1] Wow. Amazing. (laughs) [S2] Try it now on Git hub or Hugging Face.")
-FRAME_RATE = 44100 / 512
 WEIGHTS = ROOT / "bench" / ".weights"  # random full-size checkpoints, written once (git-ignored)
 
 

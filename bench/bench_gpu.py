@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.constants import FRAME_RATE
 from engine.generate import generate_codes
 from engine.model.config import DiaConfig
 from engine.model.dac import DacCodec, DacConfig
@@ -43,7 +44,6 @@ from engine.testing import (
 
 SCRIPT = ("[S1] Dia is an open weights text to dialogue model. [S2] You get full control over scripts and voices. "
           "[S1] Wow. Amazing. (laughs) [S2] Try it now on Git hub or Hugging Face.")
-FRAME_RATE = 44100 / 512
 GOAL_FRAMES_PER_S = 430
 GOAL_VS_TRANSFORMERS = 3.0
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
