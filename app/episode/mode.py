@@ -173,8 +173,9 @@ class EpisodeMode(QObject):
         self.window.render_bar.setVisible(not on)  # the episode view has its own render controls
         self.window.player_panel.waveform.setVisible(not on)  # and its own timeline: the player is one row
         bottom = self.window.main_splitter.widget(1)
-        for widget in (self.window.player_panel, bottom):
+        for widget in (self.window.player_panel, bottom):  # inner first: the bottom's hint includes the player's
             widget.layout().invalidate()
+            widget.layout().activate()  # else the hint below still counts the widgets just hidden
         bottom.setMaximumHeight(bottom.minimumSizeHint().height() if on else QWIDGETSIZE_MAX)
         if on and not was:
             self._make_room()
