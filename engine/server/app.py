@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,7 @@ from engine import (
     GenerationParams,
     InvalidParameterError,
     RenderHistory,
+    Transcriber,
     VoiceLibrary,
 )
 from engine.server import formats
@@ -80,12 +81,6 @@ CHECK_TRANSCRIPT = ("The transcript was filled in by speech-to-text: check that 
 ADD_TRANSCRIPT = ("This voice has no transcript, so requests that use it are refused with missing_transcript "
                   "until it has one: send the exact words spoken in the clip with PATCH /v1/voice/samples/{id} "
                   "('transcript').")
-
-
-class Transcriber(Protocol):
-    """Speech-to-text as the server uses it (``engine.WhisperTranscriber``)."""
-
-    def transcribe(self, samples, sample_rate: int) -> str: ...
 
 
 class ClientGone(Exception):
