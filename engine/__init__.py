@@ -65,7 +65,7 @@ _EXPORTS = {
                        "regenerate_block", "export_project", "ProjectCorruptError", "VoiceInput", "VoiceCost",
                        "SplitSettings", "EpisodeProgress", "MasterSettings", "master_episode",
                        "cast_voice_from_take", "pending_blocks", "PROJECT_SUFFIX", "model_key", "engine_settings",
-                       "voice_from_take", "save_to_library", "TakeVoice",
+                       "voice_from_take", "save_to_library", "cast_kept_voice", "TakeVoice",
                        "EpisodeMetadata", "LOUDNESS_PRESETS", "join_blocks", "embed_cover", "COVER_FORMATS",
                        "cover_image_type",
                        "estimate_captions", "ProjectVoice"],

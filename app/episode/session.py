@@ -390,13 +390,9 @@ class EpisodeSession(QObject):
             return
         old = self.voice_input(self.project.cast().get(character))
         was_locked, was_chosen = block.locked, block.chosen
-        kept = engine.VoiceInput(character, voice.samples, voice.transcript, source="take", library_uid=uid,
-                                 take_id=take_id)
 
         def do() -> None:
-            self.project.choose(self._index(key), take_id)
-            self.project.lock(self._index(key))
-            self.project.update(cast={character: kept})
+            engine.cast_kept_voice(self.project, self._index(key), character, voice, take_id, library_uid=uid)
 
         def undo() -> None:
             self.project.update(cast={character: old})

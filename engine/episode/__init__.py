@@ -31,7 +31,7 @@ _EXPORTS = {
     "engine.episode.master": ["MasterSettings", "master_episode", "LOUDNESS_PRESETS", "join_blocks"],
     "engine.episode.export": ["EpisodeMetadata", "embed_cover", "COVER_FORMATS", "cover_image_type"],
     "engine.episode.captions": ["estimate_captions"],
-    "engine.episode.take_voice": ["voice_from_take", "cast_voice_from_take", "save_to_library", "TakeVoice",
+    "engine.episode.take_voice": ["voice_from_take", "cast_voice_from_take", "cast_kept_voice", "save_to_library", "TakeVoice",
                                   "align_words"],
     "engine.errors": ["ProjectCorruptError"],
 }

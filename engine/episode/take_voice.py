@@ -385,7 +385,7 @@ def cast_voice_from_take(project: EpisodeProject, block_index: int, character: s
     the character). ``lock`` chooses and locks the block on that take, so the take the voice came
     from is kept while the blocks around it re-render with the new voice.
     """
-    from engine.episode.project import SAMPLE_RATE, VoiceInput
+    from engine.episode.project import SAMPLE_RATE
 
     block = project.block(block_index)
     take_id = block.chosen if take_id is None else take_id
@@ -395,9 +395,19 @@ def cast_voice_from_take(project: EpisodeProject, block_index: int, character: s
         raise InvalidParameterError(f"take {take_id} is not a take of block {block_index}")
     voice = voice_from_take(project.take_audio(take_id), SAMPLE_RATE, block.turns, character, transcriber=transcriber)
     uid = save_to_library(library, voice, library_name or character).uid if library is not None else None
+    cast_kept_voice(project, block_index, character, voice, take_id, library_uid=uid, name=library_name, lock=lock)
+    return voice
+
+
+def cast_kept_voice(project: EpisodeProject, block_index: int, character: str, voice: TakeVoice, take_id: int, *,
+                    library_uid: str | None = None, name: str | None = None, lock: bool = True) -> None:
+    """The quick half of ``cast_voice_from_take``, for a ``voice`` already cut from take ``take_id`` of
+    block ``block_index`` (and kept in the library as ``library_uid``): cast ``character`` with it and,
+    with ``lock``, choose and lock the block on that take."""
+    from engine.episode.project import VoiceInput
+
     if lock:
         project.choose(block_index, take_id)
         project.lock(block_index)
-    project.update(cast={character: VoiceInput(library_name or character, voice.samples, voice.transcript,
-                                               source="take", library_uid=uid, take_id=take_id)})
-    return voice
+    project.update(cast={character: VoiceInput(name or character, voice.samples, voice.transcript,
+                                               source="take", library_uid=library_uid, take_id=take_id)})
