@@ -73,6 +73,18 @@ def start_from_dialog(qtbot, window, port: int):
     return dialog
 
 
+def generation(window, port: int, body: dict) -> Request:
+    """POST /v1/voice/generations to the app's server, with its token, on a thread of its own."""
+    return Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
+                   headers={"Authorization": f"Bearer {window.api_server.token}"}, json=body)
+
+
+def long_script(lines: int) -> str:
+    """A dialogue of ``lines`` turns, longer than one render from about six."""
+    return " ".join(f"[S{1 + i % 2}] This is line number {i} of a rather long conversation about the weather."
+                    for i in range(lines))
+
+
 def test_tools_menu_opens_the_api_server_dialog(qtbot, window):
     action = next(a for a in window.findChildren(type(window.menus.render_action))
                   if a.objectName() == "action_api_server")
@@ -176,12 +188,9 @@ def test_a_port_in_use_is_a_message_not_a_crash(qtbot, window):
 def test_a_render_cancelled_in_the_app_tells_the_api_client(qtbot, window):
     port = free_port()
     start_from_dialog(qtbot, window, port)
-    token = window.api_server.token
     started = []
     window.queue.renderStarted.connect(started.append)
-    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
-                   headers={"Authorization": f"Bearer {token}"},
-                   json={"input": SCRIPT * 3, "max_new_tokens": 2048, "seed": 1})
+    call = generation(window, port, {"input": SCRIPT * 3, "max_new_tokens": 2048, "seed": 1})
     qtbot.waitUntil(lambda: bool(started), timeout=120000)
     window.queue.cancel(started[0].id)
     qtbot.waitUntil(lambda: not call.is_alive(), timeout=30000)
@@ -194,11 +203,7 @@ def test_a_script_longer_than_one_render_goes_block_by_block_through_the_apps_en
     start_from_dialog(qtbot, window, port)
     seen = []
     window.queue.jobAdded.connect(seen.append)
-    turns = " ".join(f"[S{1 + i % 2}] This is line number {i} of a rather long conversation about the weather."
-                     for i in range(12))
-    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
-                   headers={"Authorization": f"Bearer {window.api_server.token}"},
-                   json={"input": turns, "max_new_tokens": 256, "seed": 3})
+    call = generation(window, port, {"input": long_script(12), "max_new_tokens": 256, "seed": 3})
     qtbot.waitUntil(lambda: not call.is_alive(), timeout=300000)
     assert call.error is None and call.response.status_code == 200, call.response.text
     assert int(call.response.headers["X-Dia-Blocks"]) > 1
@@ -211,11 +216,7 @@ def test_cancelling_a_long_script_in_the_apps_queue_stops_it_and_tells_the_api_c
     start_from_dialog(qtbot, window, port)
     started = []
     window.queue.renderStarted.connect(started.append)
-    turns = " ".join(f"[S{1 + i % 2}] This is line number {i} of a rather long conversation about the weather."
-                     for i in range(12))
-    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
-                   headers={"Authorization": f"Bearer {window.api_server.token}"},
-                   json={"input": turns, "max_new_tokens": 256, "seed": 3})
+    call = generation(window, port, {"input": long_script(12), "max_new_tokens": 256, "seed": 3})
     qtbot.waitUntil(lambda: bool(started), timeout=120000)
     window.queue.cancel(started[0].id)  # the client is still connected: only the Queue asks to stop
     qtbot.waitUntil(lambda: not call.is_alive(), timeout=60000)
@@ -243,9 +244,7 @@ def test_an_api_render_shows_its_progress_in_the_queue(qtbot, window):
     port = free_port()
     start_from_dialog(qtbot, window, port)
     shown = queue_row_texts(window, qtbot)
-    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
-                   headers={"Authorization": f"Bearer {window.api_server.token}"},
-                   json={"input": "[S1] A short line to render.", "max_new_tokens": 256, "seed": 2})  # one render
+    call = generation(window, port, {"input": "[S1] A short line to render.", "max_new_tokens": 256, "seed": 2})  # one render
     qtbot.waitUntil(lambda: not call.is_alive(), timeout=120000)
     assert call.response.status_code == 200, call.response.text
     rendering = [text for state, text in shown if state == "Rendering"]
@@ -261,11 +260,7 @@ def test_a_long_api_script_shows_its_blocks_progress_in_the_queue(qtbot, window)
     window.queue.jobAdded.connect(jobs.append)
     fractions = []
     window.queue.jobChanged.connect(lambda job: fractions.append(job.fraction) if job.state == "rendering" else None)
-    turns = " ".join(f"[S{1 + i % 2}] This is line number {i} of a rather long conversation about the weather."
-                     for i in range(6))
-    call = Request("POST", f"http://{LOOPBACK_HOST}:{port}/v1/voice/generations",
-                   headers={"Authorization": f"Bearer {window.api_server.token}"},
-                   json={"input": turns, "max_new_tokens": 256, "seed": 3})
+    call = generation(window, port, {"input": long_script(6), "max_new_tokens": 256, "seed": 3})
     qtbot.waitUntil(lambda: not call.is_alive(), timeout=300000)
     assert call.response.status_code == 200, call.response.text
     blocks = int(call.response.headers["X-Dia-Blocks"])
