@@ -170,21 +170,36 @@ def quantize_int4_reference(weight: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return pack_int4(q.view(n, groups * INT4_GROUP)), scales, offsets
 
 
+INT4_BLOCK_ROWS = 4
+"""Rows stored group by group in the packed int4 bytes (``kRowsPerBlock`` in ``engine/native/kernels.cpp``)."""
+
+
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """uint8 codes (N, groups * 128) in 0..15 -> (N, groups * 64) bytes: within a group, weight
-    ``i * 32 + l`` is nibble ``i`` of the little-endian 16-bit word ``l`` (what the AVX-512 BF16
-    kernel unpacks with one shift per nibble)."""
+    """uint8 codes (N, groups * 128) in 0..15 -> (N, groups * 64) bytes, as the native kernels read them.
+
+    A group's 64 bytes: byte ``j`` holds weight ``j`` in its low nibble and weight ``j + 64`` in its high
+    nibble (one AND, or a shift and an AND, per vector). Whole blocks of ``INT4_BLOCK_ROWS`` rows are
+    stored group by group (the block's rows' group 0, then their group 1, ...), so a block's product
+    reads one sequential stream; the rows after the last whole block follow one after another.
+    """
     n = q.shape[0]
-    q = q.view(n, -1, 2, 2, 32).permute(0, 1, 4, 2, 3)  # (N, groups, word l, byte h, nibble)
-    return (q[..., 0] | (q[..., 1] << 4)).reshape(n, -1).contiguous()
+    q = q.view(n, -1, 2, 64)  # (N, groups, half, byte)
+    groups = (q[:, :, 0] | (q[:, :, 1] << 4))  # (N, groups, 64)
+    whole = n - n % INT4_BLOCK_ROWS
+    width = groups.shape[1] * 64
+    head = groups[:whole].view(whole // INT4_BLOCK_ROWS, INT4_BLOCK_ROWS, groups.shape[1], 64).transpose(1, 2)
+    return torch.cat((head.reshape(whole, width), groups[whole:].reshape(n - whole, width))).contiguous()
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """The inverse of ``pack_int4``: uint8 codes (N, groups * 128) in natural order."""
     n = packed.shape[0]
-    p = packed.view(n, -1, 32, 2)
-    q = torch.stack((p & 15, p >> 4), dim=-1)  # (N, groups, word l, byte h, nibble)
-    return q.permute(0, 1, 3, 4, 2).reshape(n, -1)
+    groups = packed.shape[1] // 64
+    whole = n - n % INT4_BLOCK_ROWS
+    head = packed[:whole].reshape(whole // INT4_BLOCK_ROWS, groups, INT4_BLOCK_ROWS, 64).transpose(1, 2)
+    head = head.reshape(whole, groups, 64)
+    p = torch.cat((head, packed[whole:].reshape(n - whole, groups, 64)))
+    return torch.cat((p & 15, p >> 4), dim=-1).reshape(n, -1)
 
 
 def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor,

@@ -21,13 +21,15 @@
 //
 // int4: each row of w (N, K) is cut into groups of kInt4Group = 128 weights (K padded with zeros
 // to whole groups). A group stores w ~ q * scale + offset, q in 0..15 (two per byte, 64 bytes per
-// group), scale = bf16((max - min) / 15), offset = bf16(min). Within a group, weight i * 32 + l
-// (i < 4, l < 32) is nibble i of the 16-bit little-endian word l, so one shift and one AND give 32
-// (AVX-512) or 16 (AVX2) weights in 16-bit lanes. ``w`` is stored as uint8 (N, groups * 64), scales
-// and offsets as bfloat16 (N, groups). The activations enter as int16 codes per group of 128
-// (x ~ code * max|x| / 32767: relative error <= 2^-16 of the group's largest value, about a thousand
-// times below the weights' rounding), so the products are exact integer multiply-adds of pairs
-// (VNNI's vpdpwssd, or vpmaddwd + vpaddd), two to four times the rate of widening nibbles to float.
+// group), scale = bf16((max - min) / 15), offset = bf16(min). Within a group, byte j holds weight j in
+// its low nibble and weight j + 64 in its high nibble, so one AND (or a shift and an AND) gives 64
+// (AVX-512) or 32 (AVX2) weights as unsigned bytes. ``w`` is stored as uint8 (N, groups * 64), scales
+// and offsets as bfloat16 (N, groups); whole blocks of kRowsPerBlock rows are stored group by group (see
+// int4_group_offset), which streams from memory about twice as fast as four rows 1 KiB apart. The activations enter as int8 codes per group of 128
+// (x ~ code * max|x| / 127: error <= 1/254 of the group's largest value, several times below the
+// weights' rounding of 1/30 of a group's range), so the products are exact integer multiply-adds of byte
+// quads (VNNI's vpdpbusd, or vpmaddubsw + vpmaddwd): four times the products per instruction of
+// widening nibbles to float. llama.cpp's Q4 x Q8 dot products work the same way.
 //
 // Work is split over output rows / attention heads with at::parallel_for (PyTorch's thread pool).
 
@@ -43,6 +45,7 @@
 #include <limits>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -54,6 +57,7 @@ namespace {
 
 constexpr int64_t kRowsPerBlock = 4;  // weight rows walked together: 4 streams, 8 accumulators for R=2
 constexpr int64_t kInt4Group = 128;   // int4 weights per scale/offset pair (64 bytes: one cache line)
+constexpr int64_t kInt4PrefetchBlocks = 2;  // int4 blocks read ahead (measured: 1 and 4 are slower)
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -134,24 +138,38 @@ struct Vec {
   using T = __m512;
   using I = __m512i;
   static constexpr int64_t kLanes = 16;
-  static constexpr int64_t kWords = 32;
+  static constexpr int64_t kBytes = 64;
   DIA_TARGET static inline I izero() { return _mm512_setzero_si512(); }
   DIA_TARGET static inline I load_words(const void* p) { return _mm512_loadu_si512(p); }
-  DIA_TARGET static inline I nibble16(I words, int n) {  // (word >> 4n) & 15 per 16-bit lane
-    const I low = _mm512_set1_epi16(15);
-    return _mm512_and_si512(n == 0 ? words : _mm512_srli_epi16(words, 4 * n), low);
+  DIA_TARGET static inline I low_nibbles(I v) { return _mm512_and_si512(v, _mm512_set1_epi8(15)); }
+  DIA_TARGET static inline I high_nibbles(I v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(15)); }
+  // acc + the sums of four adjacent products of unsigned bytes u and signed bytes s, per int32 lane
+  DIA_TARGET static inline I dot_u8s8(I acc, I u, I s) {
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
   }
-  DIA_TARGET static inline I dot16(I acc, I q, I x) { return _mm512_add_epi32(acc, _mm512_madd_epi16(q, x)); }
   DIA_TARGET static inline T to_float(I v) { return _mm512_cvtepi32_ps(v); }
   DIA_TARGET static inline T abs(T v) { return _mm512_abs_ps(v); }
   DIA_TARGET static inline T max(T a, T b) { return _mm512_max_ps(a, b); }
   DIA_TARGET static inline float hmax(T v) { return _mm512_reduce_max_ps(v); }
-  // int16 codes of round(x * inv) for count (a multiple of 16) values; returns their sum
-  DIA_TARGET static inline int32_t quantize16(const float* x, int64_t count, float inv, int16_t* q) {
+  // codes round(x * inv) (in range: |x * inv| <= the code type's largest) for count (a multiple of 16)
+  // values; returns their sum
+  DIA_TARGET static inline I codes(const float* x, float inv) {
+    return _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), _mm512_set1_ps(inv)));
+  }
+  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int16_t* q) {
     I total = izero();
     for (int64_t j = 0; j < count; j += 16) {
-      const I c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j), _mm512_set1_ps(inv)));
+      const I c = codes(x + j, inv);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), _mm512_cvtepi32_epi16(c));
+      total = _mm512_add_epi32(total, c);
+    }
+    return _mm512_reduce_add_epi32(total);
+  }
+  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int8_t* q) {
+    I total = izero();
+    for (int64_t j = 0; j < count; j += 16) {
+      const I c = codes(x + j, inv);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm512_cvtepi32_epi8(c));
       total = _mm512_add_epi32(total, c);
     }
     return _mm512_reduce_add_epi32(total);
@@ -195,14 +213,14 @@ struct Vec {
   using T = __m256;
   using I = __m256i;
   static constexpr int64_t kLanes = 8;
-  static constexpr int64_t kWords = 16;
+  static constexpr int64_t kBytes = 32;
   DIA_TARGET static inline I izero() { return _mm256_setzero_si256(); }
   DIA_TARGET static inline I load_words(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  DIA_TARGET static inline I nibble16(I words, int n) {
-    const I low = _mm256_set1_epi16(15);
-    return _mm256_and_si256(n == 0 ? words : _mm256_srli_epi16(words, 4 * n), low);
+  DIA_TARGET static inline I low_nibbles(I v) { return _mm256_and_si256(v, _mm256_set1_epi8(15)); }
+  DIA_TARGET static inline I high_nibbles(I v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(15)); }
+  DIA_TARGET static inline I dot_u8s8(I acc, I u, I s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
   }
-  DIA_TARGET static inline I dot16(I acc, I q, I x) { return _mm256_add_epi32(acc, _mm256_madd_epi16(q, x)); }
   DIA_TARGET static inline T to_float(I v) { return _mm256_cvtepi32_ps(v); }
   DIA_TARGET static inline T abs(T v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), v); }
   DIA_TARGET static inline T max(T a, T b) { return _mm256_max_ps(a, b); }
@@ -211,18 +229,36 @@ struct Vec {
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
   }
-  DIA_TARGET static inline int32_t quantize16(const float* x, int64_t count, float inv, int16_t* q) {
-    I total = izero();
-    for (int64_t j = 0; j < count; j += 8) {
-      const I c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_set1_ps(inv)));
-      const __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), packed);
-      total = _mm256_add_epi32(total, c);
-    }
+  DIA_TARGET static inline I codes(const float* x, float inv) {
+    return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), _mm256_set1_ps(inv)));
+  }
+  DIA_TARGET static inline __m128i pack16(I c) {  // eight int32 -> eight int16 (values in range)
+    return _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+  }
+  DIA_TARGET static inline int32_t hsum(I total) {
     __m128i t = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
     t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
     t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
     return _mm_cvtsi128_si32(t);
+  }
+  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int16_t* q) {
+    I total = izero();
+    for (int64_t j = 0; j < count; j += 8) {
+      const I c = codes(x + j, inv);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), pack16(c));
+      total = _mm256_add_epi32(total, c);
+    }
+    return hsum(total);
+  }
+  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int8_t* q) {
+    I total = izero();
+    for (int64_t j = 0; j < count; j += 8) {
+      const I c = codes(x + j, inv);
+      const __m128i w = pack16(c);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packs_epi16(w, w));
+      total = _mm256_add_epi32(total, c);
+    }
+    return hsum(total);
   }
   DIA_TARGET static inline T zero() { return _mm256_setzero_ps(); }
   DIA_TARGET static inline T load(const float* p) { return _mm256_loadu_ps(p); }
@@ -262,13 +298,13 @@ struct Vec {
 #undef DIA_TARGET
 }  // namespace avx2
 
-// AVX-512 with VNNI (Intel Cascade Lake+, AMD Zen 4+): the int4 products' multiply-add of 16-bit
-// pairs is one instruction (vpdpwssd) instead of two. Everything else is avx512's code (the other
+// AVX-512 with VNNI (Intel Cascade Lake+, AMD Zen 4+): the int4 products' multiply-add of byte
+// quads is one instruction (vpdpbusd) instead of three. Everything else is avx512's code (the other
 // kernels compiled here too are never called: run_block and run_attend take avx512's).
 namespace avx512vnni {
 #define DIA_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 struct Vec : avx512::Vec {
-  DIA_TARGET static inline I dot16(I acc, I q, I x) { return _mm512_dpwssd_epi32(acc, q, x); }
+  DIA_TARGET static inline I dot_u8s8(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
 };
 #include "kernels_simd.inc"
 #undef DIA_TARGET
@@ -447,18 +483,18 @@ std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
 
 // The int4 products in plain C++ (the "scalar" path), the same integer arithmetic as int4_rows.
 template <int NR>
-void int4_rows_scalar(const int16_t* x0, const int16_t* x1, const float* step0, const float* step1,
+void int4_rows_scalar(const int8_t* x0, const int8_t* x1, const float* step0, const float* step1,
                       const float* sum0, const float* sum1, int64_t groups, const uint8_t* w,
-                      const uint16_t* scales, const uint16_t* offsets, int64_t row_bytes, float* out0, float* out1) {
+                      const uint16_t* scales, const uint16_t* offsets, int64_t row_stride, int64_t group_stride,
+                      float* out0, float* out1) {
   for (int i = 0; i < NR; ++i) {
-    const uint8_t* wr = w + i * row_bytes;
+    const uint8_t* wr = w + i * row_stride;
     float y0 = 0.f, y1 = 0.f, off0 = 0.f, off1 = 0.f;
     for (int64_t g = 0; g < groups; ++g) {
       int32_t a0 = 0, a1 = 0;
-      for (int64_t j = 0; j < kInt4Group; ++j) {  // weight j = n * 32 + l: nibble n of 16-bit word l
-        const int64_t n = j / 32, l = j % 32;
-        const uint8_t byte = wr[g * 64 + 2 * l + n / 2];
-        const int32_t q = (n % 2 == 0) ? (byte & 15) : (byte >> 4);
+      for (int64_t j = 0; j < kInt4Group; ++j) {  // weight j: byte j % 64, low nibble for j < 64
+        const uint8_t byte = wr[g * group_stride + j % 64];
+        const int32_t q = j < 64 ? (byte & 15) : (byte >> 4);
         a0 += q * x0[g * kInt4Group + j];
         a1 += q * x1[g * kInt4Group + j];
       }
@@ -473,31 +509,35 @@ void int4_rows_scalar(const int16_t* x0, const int16_t* x1, const float* step0, 
   }
 }
 
-void int4_prepare_group_scalar(const float* x, int64_t count, int16_t* q, float* step, float* sum) {
+template <typename C>
+void prepare_group_scalar(const float* x, int64_t count, C* q, float* step, float* sum) {
+  constexpr float kMax = static_cast<float>(std::numeric_limits<C>::max());
   float top = 0.f;
   for (int64_t j = 0; j < count; ++j) top = std::max(top, std::fabs(x[j]));
-  std::memset(q, 0, kInt4Group * sizeof(int16_t));
-  *step = top / 32767.f;
+  std::memset(q, 0, kInt4Group * sizeof(C));
+  *step = top / kMax;
   *sum = 0.f;
   if (!(top > 0.f)) return;
-  const float inv = 32767.f / top;
+  const float inv = kMax / top;
   int32_t total = 0;
-  for (int64_t j = 0; j < count; ++j) total += (q[j] = static_cast<int16_t>(std::nearbyint(x[j] * inv)));
+  for (int64_t j = 0; j < count; ++j) total += (q[j] = static_cast<C>(std::nearbyint(x[j] * inv)));
   *sum = static_cast<float>(total) * *step;
 }
 
-// The activations as the int4 kernels read them, once per call: int16 codes per group (rows padded
-// with zeros to whole groups), each group's step and its sum (see int4_prepare_group).
 uint16_t to_bf16_bits(float v) { return c10::BFloat16(v).x; }  // round to nearest even, as torch
 
-struct Int4Activations {
-  std::vector<int16_t> codes;  // (rows, groups * kInt4Group)
-  std::vector<float> steps;    // (rows, groups)
-  std::vector<float> sums;     // (rows, groups)
+// The activations as the integer kernels read them, once per call: codes per group (rows padded
+// with zeros to whole groups), each group's step and its sum (see prepare_group).
+template <typename C>
+struct GroupCodes {
+  std::vector<C> codes;      // (rows, groups * kInt4Group)
+  std::vector<float> steps;  // (rows, groups)
+  std::vector<float> sums;   // (rows, groups)
 };
 
-Int4Activations prepare_int4(const float* x, int64_t rows, int64_t K, int64_t groups, Isa path) {
-  Int4Activations a;
+template <typename C>
+GroupCodes<C> prepare_codes(const float* x, int64_t rows, int64_t K, int64_t groups, Isa path) {
+  GroupCodes<C> a;
   a.codes.resize(static_cast<size_t>(rows * groups * kInt4Group));
   a.steps.resize(static_cast<size_t>(rows * groups));
   a.sums.resize(static_cast<size_t>(rows * groups));
@@ -505,43 +545,45 @@ Int4Activations prepare_int4(const float* x, int64_t rows, int64_t K, int64_t gr
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t count = std::min(kInt4Group, K - g * kInt4Group);
       const float* xg = x + r * K + g * kInt4Group;
-      int16_t* q = a.codes.data() + (r * groups + g) * kInt4Group;
+      C* q = a.codes.data() + (r * groups + g) * kInt4Group;
       float* step = a.steps.data() + r * groups + g;
       float* sum = a.sums.data() + r * groups + g;
 #ifdef DIA_X86
       if (path == Isa::kAvx512 || path == Isa::kAvx512Vnni) {
-        avx512::int4_prepare_group(xg, count, q, step, sum);
+        avx512::prepare_group<C>(xg, count, q, step, sum);
         continue;
       }
       if (path == Isa::kAvx2) {
-        avx2::int4_prepare_group(xg, count, q, step, sum);
+        avx2::prepare_group<C>(xg, count, q, step, sum);
         continue;
       }
 #endif
-      int4_prepare_group_scalar(xg, count, q, step, sum);
+      prepare_group_scalar<C>(xg, count, q, step, sum);
     }
   }
   return a;
 }
 
 template <int NR>
-void int4_dispatch(Isa path, const Int4Activations& a, int64_t groups, int64_t r0, int64_t r1, const uint8_t* w,
-                   const uint16_t* sc, const uint16_t* of, int64_t row_bytes, const uint8_t* next, float* out0,
-                   float* out1) {
-  const int16_t* x0 = a.codes.data() + r0 * groups * kInt4Group;
-  const int16_t* x1 = a.codes.data() + r1 * groups * kInt4Group;
+void int4_dispatch(Isa path, const GroupCodes<int8_t>& a, int64_t groups, int64_t r0, int64_t r1, const uint8_t* w,
+                   const uint16_t* sc, const uint16_t* of, int64_t row_stride, int64_t group_stride,
+                   const uint8_t* next, float* scratch, float* out0, float* out1) {
+  const int8_t* x0 = a.codes.data() + r0 * groups * kInt4Group;
+  const int8_t* x1 = a.codes.data() + r1 * groups * kInt4Group;
   const float *st0 = a.steps.data() + r0 * groups, *st1 = a.steps.data() + r1 * groups;
   const float *su0 = a.sums.data() + r0 * groups, *su1 = a.sums.data() + r1 * groups;
 #ifdef DIA_X86
   if (path == Isa::kAvx512Vnni)
-    return avx512vnni::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, next, out0, out1);
+    return avx512vnni::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next, scratch, out0,
+                                     out1);
   if (path == Isa::kAvx512)
-    return avx512::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, next, out0, out1);
+    return avx512::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next, scratch, out0, out1);
   if (path == Isa::kAvx2)
-    return avx2::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, next, out0, out1);
+    return avx2::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next, scratch, out0, out1);
 #endif
   (void)next;
-  int4_rows_scalar<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_bytes, out0, out1);
+  (void)scratch;
+  int4_rows_scalar<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, out0, out1);
 }
 
 void check_int4(const at::Tensor& w, const at::Tensor& scales, const at::Tensor& offsets) {
@@ -564,7 +606,7 @@ at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
               " (whole groups of ", kInt4Group, ")");
   const at::Tensor x32 = x.to(at::kFloat).contiguous();
   const Isa path = isa();
-  const Int4Activations a = prepare_int4(x32.data_ptr<float>(), rows, K, groups, path);
+  const GroupCodes<int8_t> a = prepare_codes<int8_t>(x32.data_ptr<float>(), rows, K, groups, path);
   at::Tensor out = at::empty({rows, N}, x32.options());
   float* op = out.data_ptr<float>();
   const uint8_t* wp = w.data_ptr<uint8_t>();
@@ -574,20 +616,32 @@ at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   const int64_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
   at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
     const int64_t n0 = b0 * kRowsPerBlock, n1 = std::min(N, b1 * kRowsPerBlock);
+    std::vector<float> scratch(static_cast<size_t>(kRowsPerBlock * 2 * groups));
     for (int64_t r0 = 0; r0 < rows; r0 += 2) {
       const int64_t r1 = std::min(r0 + 1, rows - 1);  // an odd last row is computed twice, written once
       int64_t n = n0;
-      for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {
-        const uint8_t* next = n + 2 * kRowsPerBlock <= n1 ? wp + (n + kRowsPerBlock) * row_bytes : nullptr;
+      for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {  // a block: row i's group g at (g * 4 + i) * 64
+        const uint8_t* next = n + (kInt4PrefetchBlocks + 1) * kRowsPerBlock <= n1
+                                  ? wp + (n + kInt4PrefetchBlocks * kRowsPerBlock) * row_bytes
+                                  : nullptr;
         int4_dispatch<kRowsPerBlock>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups,
-                                     row_bytes, next, op + r0 * N + n, op + r1 * N + n);
+                                     64, 64 * kRowsPerBlock, next, scratch.data(), op + r0 * N + n, op + r1 * N + n);
       }
-      for (; n < n1; ++n)
-        int4_dispatch<1>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups, row_bytes,
-                         nullptr, op + r0 * N + n, op + r1 * N + n);
+      for (; n < n1; ++n)  // the rows after the last whole block, stored one after another
+        int4_dispatch<1>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups, row_bytes, 64,
+                         nullptr, scratch.data(), op + r0 * N + n, op + r1 * N + n);
     }
   });
   return out;
+}
+
+// Where row n's group g lies in the packed (N, groups * 64) bytes: whole blocks of kRowsPerBlock rows
+// are stored group by group (row i's group g at block start + (g * kRowsPerBlock + i) * 64), so a block's
+// GEMV reads one sequential stream; the rows after the last whole block follow one after another.
+int64_t int4_group_offset(int64_t n, int64_t g, int64_t N, int64_t groups) {
+  if (n < N - N % kRowsPerBlock)
+    return ((n - n % kRowsPerBlock) * groups + g * kRowsPerBlock + n % kRowsPerBlock) * 64;
+  return (n * groups + g) * 64;
 }
 
 // Group-wise int4 quantisation in one pass, the same float32 operations as layers.quantize_int4_reference:
@@ -623,11 +677,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w
         sp[n * groups + g] = s16;
         fp[n * groups + g] = m16;
         const float scale = bf16_to_float(s16), m = bf16_to_float(m16);
-        uint8_t* out = pp + n * groups * 64 + g * 64;
+        uint8_t* out = pp + int4_group_offset(n, g, N, groups);
         for (int64_t j = 0; j < kInt4Group; ++j) {
           const auto q = static_cast<uint8_t>(std::min(15.f, std::max(0.f, std::nearbyint((v[j] - m) / scale))));
-          const int64_t nib = j / 32, l = j % 32;
-          out[2 * l + nib / 2] |= static_cast<uint8_t>(nib % 2 == 0 ? q : q << 4);
+          out[j % 64] |= static_cast<uint8_t>(j < 64 ? q : q << 4);
         }
       }
     }
