@@ -110,8 +110,14 @@ def gemv_bf16(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def gemv_int8(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """``(x (R, K) @ weight (N, K) int8 .T) * scales (N)`` in float32; call only when ``available()``."""
+    """``(x (R, K) @ W.T) * scales (N)`` in float32 for int8 ``W`` (N, K) in ``block_int8``'s order, the
+    activations as int16 codes per group of 128; call only when ``available()``."""
     return torch.ops.dia_native.gemv_int8(x, weight, scales)
+
+
+def block_int8(q: torch.Tensor) -> torch.Tensor:
+    """Plain (N, K) int8 weights in the blocked order ``gemv_int8`` reads (``layers.block_int8``, faster)."""
+    return torch.ops.dia_native.block_int8(q)
 
 
 def attend_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,

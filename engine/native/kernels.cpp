@@ -57,7 +57,7 @@ namespace {
 
 constexpr int64_t kRowsPerBlock = 4;  // weight rows walked together: 4 streams, 8 accumulators for R=2
 constexpr int64_t kInt4Group = 128;   // int4 weights per scale/offset pair (64 bytes: one cache line)
-constexpr int64_t kInt4PrefetchBlocks = 2;  // int4 blocks read ahead (measured: 1 and 4 are slower)
+constexpr int64_t kInt4PrefetchBlocks = 2;  // int4/int8 blocks read ahead (measured on int4: 1 and 4 are slower)
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -139,8 +139,13 @@ struct Vec {
   using I = __m512i;
   static constexpr int64_t kLanes = 16;
   static constexpr int64_t kBytes = 64;
+  static constexpr int64_t kWords = 32;
   DIA_TARGET static inline I izero() { return _mm512_setzero_si512(); }
   DIA_TARGET static inline I load_words(const void* p) { return _mm512_loadu_si512(p); }
+  DIA_TARGET static inline I widen16(const int8_t* p) {  // 32 int8 -> int16 lanes
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  DIA_TARGET static inline I dot16(I acc, I a, I b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
   DIA_TARGET static inline I low_nibbles(I v) { return _mm512_and_si512(v, _mm512_set1_epi8(15)); }
   DIA_TARGET static inline I high_nibbles(I v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(15)); }
   // acc + the sums of four adjacent products of unsigned bytes u and signed bytes s, per int32 lane
@@ -214,8 +219,13 @@ struct Vec {
   using I = __m256i;
   static constexpr int64_t kLanes = 8;
   static constexpr int64_t kBytes = 32;
+  static constexpr int64_t kWords = 16;
   DIA_TARGET static inline I izero() { return _mm256_setzero_si256(); }
   DIA_TARGET static inline I load_words(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  DIA_TARGET static inline I widen16(const int8_t* p) {  // 16 int8 -> int16 lanes
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  DIA_TARGET static inline I dot16(I acc, I a, I b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
   DIA_TARGET static inline I low_nibbles(I v) { return _mm256_and_si256(v, _mm256_set1_epi8(15)); }
   DIA_TARGET static inline I high_nibbles(I v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(15)); }
   DIA_TARGET static inline I dot_u8s8(I acc, I u, I s) {
@@ -299,12 +309,14 @@ struct Vec {
 }  // namespace avx2
 
 // AVX-512 with VNNI (Intel Cascade Lake+, AMD Zen 4+): the int4 products' multiply-add of byte
-// quads is one instruction (vpdpbusd) instead of three. Everything else is avx512's code (the other
+// quads is one instruction (vpdpbusd) instead of three, the int8 products' of 16-bit pairs (vpdpwssd)
+// one instead of two. Everything else is avx512's code (the other
 // kernels compiled here too are never called: run_block and run_attend take avx512's).
 namespace avx512vnni {
 #define DIA_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 struct Vec : avx512::Vec {
   DIA_TARGET static inline I dot_u8s8(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  DIA_TARGET static inline I dot16(I acc, I a, I b) { return _mm512_dpwssd_epi32(acc, a, b); }
 };
 #include "kernels_simd.inc"
 #undef DIA_TARGET
@@ -394,14 +406,6 @@ at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
   TORCH_CHECK(w.scalar_type() == at::kBFloat16, "dia_native::gemv_bf16: w must be bfloat16");
   at::Tensor x32 = check_x(x, w);
   return gemv<uint16_t>(x32, w, reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), nullptr);
-}
-
-at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales) {
-  TORCH_CHECK(w.scalar_type() == at::kChar, "dia_native::gemv_int8: w must be int8");
-  TORCH_CHECK(scales.dim() == 1 && scales.size(0) == w.size(0), "dia_native::gemv_int8: one scale per row of w");
-  at::Tensor x32 = check_x(x, w);
-  at::Tensor s32 = scales.to(at::kFloat).contiguous();
-  return gemv<int8_t>(x32, w, w.data_ptr<int8_t>(), s32.data_ptr<float>());
 }
 
 // Single-query attention over a bf16 key/value cache: q (R, Hq, 1, d) float32, k/v (R, Hkv, L, d)
@@ -635,6 +639,128 @@ at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------- int8
+
+// The int8 products in plain C++ (the "scalar" path), the same arithmetic as int8_rows.
+template <int NR>
+void int8_rows_scalar(const int16_t* x0, const int16_t* x1, const float* step0, const float* step1, int64_t K,
+                      const int8_t* w, int64_t row_stride, int64_t chunk_stride, int64_t tail_stride, float* out0,
+                      float* out1) {
+  constexpr int64_t kChunk = 64;
+  const int64_t chunks = K / kChunk, kv = chunks * kChunk;
+  for (int i = 0; i < NR; ++i) {
+    float y0 = 0.f, y1 = 0.f;
+    int32_t a0 = 0, a1 = 0;
+    for (int64_t k = 0; k < kv; ++k) {
+      const int32_t q = w[(k / kChunk) * chunk_stride + i * row_stride + k % kChunk];
+      a0 += q * x0[k];
+      a1 += q * x1[k];
+      if (k % kInt4Group == kInt4Group - 1 || k == kv - 1) {
+        y0 += static_cast<float>(a0) * step0[k / kInt4Group];
+        y1 += static_cast<float>(a1) * step1[k / kInt4Group];
+        a0 = a1 = 0;
+      }
+    }
+    const int8_t* tail = w + chunks * chunk_stride + i * tail_stride;
+    for (int64_t k = kv; k < K; ++k) {
+      y0 += static_cast<float>(tail[k - kv]) * (static_cast<float>(x0[k]) * step0[k / kInt4Group]);
+      y1 += static_cast<float>(tail[k - kv]) * (static_cast<float>(x1[k]) * step1[k / kInt4Group]);
+    }
+    out0[i] = y0;
+    out1[i] = y1;
+  }
+}
+
+template <int NR>
+void int8_dispatch(Isa path, const GroupCodes<int16_t>& a, int64_t groups, int64_t K, int64_t r0, int64_t r1,
+                   const int8_t* w, int64_t row_stride, int64_t chunk_stride, int64_t tail_stride, const int8_t* next,
+                   float* out0, float* out1) {
+  const int16_t* x0 = a.codes.data() + r0 * groups * kInt4Group;
+  const int16_t* x1 = a.codes.data() + r1 * groups * kInt4Group;
+  const float *st0 = a.steps.data() + r0 * groups, *st1 = a.steps.data() + r1 * groups;
+#ifdef DIA_X86
+  if (path == Isa::kAvx512Vnni)
+    return avx512vnni::int8_rows<NR>(x0, x1, st0, st1, K, w, row_stride, chunk_stride, tail_stride, next, out0, out1);
+  if (path == Isa::kAvx512)
+    return avx512::int8_rows<NR>(x0, x1, st0, st1, K, w, row_stride, chunk_stride, tail_stride, next, out0, out1);
+  if (path == Isa::kAvx2)
+    return avx2::int8_rows<NR>(x0, x1, st0, st1, K, w, row_stride, chunk_stride, tail_stride, next, out0, out1);
+#endif
+  (void)next;
+  int8_rows_scalar<NR>(x0, x1, st0, st1, K, w, row_stride, chunk_stride, tail_stride, out0, out1);
+}
+
+// Where weight k of row n lies in the blocked int8 (N, K) bytes: whole blocks of kRowsPerBlock rows are
+// stored a 64-weight chunk at a time (the block's rows' chunk 0, then their chunk 1, ..., then their
+// K % 64 last weights row after row), so a block's GEMV reads one sequential stream; the rows after the
+// last whole block are stored as they are.
+int64_t int8_offset(int64_t n, int64_t k, int64_t N, int64_t K) {
+  constexpr int64_t kChunk = 64;
+  if (n >= N - N % kRowsPerBlock) return n * K + k;
+  const int64_t block = (n - n % kRowsPerBlock) * K, i = n % kRowsPerBlock, kv = K - K % kChunk;
+  if (k < kv) return block + (k / kChunk) * kChunk * kRowsPerBlock + i * kChunk + k % kChunk;
+  return block + kv * kRowsPerBlock + i * (K - kv) + (k - kv);
+}
+
+// Plain (N, K) int8 weights -> the blocked order gemv_int8 reads (see int8_offset).
+at::Tensor block_int8(const at::Tensor& q) {
+  TORCH_CHECK(q.device().is_cpu() && q.dim() == 2 && q.scalar_type() == at::kChar,
+              "dia_native::block_int8: q must be a 2-D int8 CPU tensor");
+  const at::Tensor qc = q.contiguous();
+  const int64_t N = q.size(0), K = q.size(1);
+  at::Tensor out = at::empty_like(qc);
+  const int8_t* src = qc.data_ptr<int8_t>();
+  int8_t* dst = out.data_ptr<int8_t>();
+  at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t k = 0; k < K; ++k) dst[int8_offset(n, k, N, K)] = src[n * K + k];
+  });
+  return out;
+}
+
+// x (R, K) @ (codes * scales).T for blocked int8 weights (block_int8) and per-row float32 scales. The
+// activations enter as int16 codes per group of kInt4Group (x ~ code * max|x| / 32767: error <= 2^-16 of the
+// group's largest value, a hundred times below the weights' rounding), so the products are exact integer
+// multiply-adds of pairs: a third of the instructions of widening every weight to float.
+at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scales) {
+  TORCH_CHECK(w.scalar_type() == at::kChar, "dia_native::gemv_int8: w must be int8");
+  TORCH_CHECK(scales.dim() == 1 && scales.size(0) == w.size(0), "dia_native::gemv_int8: one scale per row of w");
+  const at::Tensor x32 = check_x(x, w);
+  const at::Tensor s32 = scales.to(at::kFloat).contiguous();
+  constexpr int64_t kChunk = 64;
+  const int64_t rows = x32.size(0), K = x32.size(1), N = w.size(0), groups = (K + kInt4Group - 1) / kInt4Group;
+  const Isa path = isa();
+  const GroupCodes<int16_t> a = prepare_codes<int16_t>(x32.data_ptr<float>(), rows, K, groups, path);
+  at::Tensor out = at::empty({rows, N}, x32.options());
+  float* op = out.data_ptr<float>();
+  const float* sp = s32.data_ptr<float>();
+  const int8_t* wp = w.data_ptr<int8_t>();
+  const int64_t tail = K % kChunk;
+  const int64_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
+  at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = b0 * kRowsPerBlock, n1 = std::min(N, b1 * kRowsPerBlock);
+    for (int64_t r0 = 0; r0 < rows; r0 += 2) {
+      const int64_t r1 = std::min(r0 + 1, rows - 1);  // an odd last row is computed twice, written once
+      int64_t n = n0;
+      for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {
+        const int8_t* next = n + (kInt4PrefetchBlocks + 1) * kRowsPerBlock <= n1
+                                 ? wp + (n + kInt4PrefetchBlocks * kRowsPerBlock) * K
+                                 : nullptr;
+        int8_dispatch<kRowsPerBlock>(path, a, groups, K, r0, r1, wp + n * K, kChunk, kChunk * kRowsPerBlock, tail,
+                                     next, op + r0 * N + n, op + r1 * N + n);
+      }
+      for (; n < n1; ++n)
+        int8_dispatch<1>(path, a, groups, K, r0, r1, wp + n * K, K, kChunk, K, nullptr, op + r0 * N + n,
+                         op + r1 * N + n);
+      for (int64_t m = n0; m < n1; ++m) {
+        op[r0 * N + m] *= sp[m];
+        if (r1 != r0) op[r1 * N + m] *= sp[m];
+      }
+    }
+  });
+  return out;
+}
+
 // Where row n's group g lies in the packed (N, groups * 64) bytes: whole blocks of kRowsPerBlock rows
 // are stored group by group (row i's group g at block start + (g * kRowsPerBlock + i) * 64), so a block's
 // GEMV reads one sequential stream; the rows after the last whole block follow one after another.
@@ -735,6 +861,7 @@ std::string isa_name() {
 TORCH_LIBRARY(dia_native, m) {
   m.def("gemv_bf16(Tensor x, Tensor w) -> Tensor");
   m.def("gemv_int8(Tensor x, Tensor w, Tensor scales) -> Tensor");
+  m.def("block_int8(Tensor q) -> Tensor");
   m.def("attend_bf16(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor");
   m.def("quantize_int8(Tensor w) -> (Tensor, Tensor)");
   m.def("gemv_int4(Tensor x, Tensor w, Tensor scales, Tensor offsets) -> Tensor");
@@ -746,6 +873,7 @@ TORCH_LIBRARY(dia_native, m) {
 TORCH_LIBRARY_IMPL(dia_native, CPU, m) {
   m.impl("gemv_bf16", &gemv_bf16);
   m.impl("gemv_int8", &gemv_int8);
+  m.impl("block_int8", &block_int8);
   m.impl("attend_bf16", &attend_bf16);
   m.impl("quantize_int8", &quantize_int8);
   m.impl("gemv_int4", &gemv_int4);
