@@ -3,14 +3,18 @@
 // A decoding step multiplies two activation rows (the guidance pair) by every projection weight,
 // so its speed is how fast the weights stream from memory. PyTorch's bfloat16 GEMM on CPUs
 // without native bf16 dot products converts in a slow, compute-bound path (about half the memory
-// bandwidth here), and it has no weight-only int8 kernel that keeps up with memory either. These
-// kernels widen each weight to float32 in registers (bf16: a 16-bit shift; int8: sign extension
-// and conversion) and accumulate in float32 with FMA, so they run at memory speed. The same
-// widening lets a step attend over a bfloat16 key/value cache (half the bytes of float32) where
-// PyTorch's bf16 attention is several times slower than its float32 one.
+// bandwidth here), and it has no weight-only int8 kernel that keeps up with memory either. The bf16
+// kernel widens each weight to float32 in registers (a 16-bit shift) and accumulates in float32 with
+// FMA, so it runs at memory speed. The same widening lets a step attend over a bfloat16 key/value
+// cache (half the bytes of float32) where PyTorch's bf16 attention is several times slower than its
+// float32 one. The int8 and int4 kernels meet integer activation codes in integer dot products
+// (see "int8" and "int4" below), and store whole blocks of 4 weight rows interleaved, so that a block
+// is one sequential stream.
 //
 //   dia_native::gemv_bf16(x, w)          x (R, K) float32, w (N, K) bfloat16        -> (R, N) float32
-//   dia_native::gemv_int8(x, w, scales)  x (R, K) float32, w (N, K) int8, scales (N) -> (R, N) float32
+//   dia_native::gemv_int8(x, w, scales)  x (R, K) float32, w (N, K) int8 (block_int8's order), scales (N)
+//                                        -> (R, N) float32
+//   dia_native::block_int8(q)            plain (N, K) int8 weights -> the blocked order gemv_int8 reads
 //   dia_native::attend_bf16(q, k, v, mask, scale)  single-query attention over a bf16 K/V cache
 //   dia_native::quantize_int8(w)        per-row symmetric int8 weights and float32 scales, one pass
 //   dia_native::gemv_int4(x, w, scales, offsets)  group-wise int4 weights (see "int4" below) -> (R, N) float32
@@ -25,7 +29,8 @@
 // its low nibble and weight j + 64 in its high nibble, so one AND (or a shift and an AND) gives 64
 // (AVX-512) or 32 (AVX2) weights as unsigned bytes. ``w`` is stored as uint8 (N, groups * 64), scales
 // and offsets as bfloat16 (N, groups); whole blocks of kRowsPerBlock rows are stored group by group (see
-// int4_group_offset), which streams from memory about twice as fast as four rows 1 KiB apart. The activations enter as int8 codes per group of 128
+// int4_group_offset), which streams from memory about twice as fast as four rows 1 KiB apart. The
+// activations enter as int8 codes per group of 128
 // (x ~ code * max|x| / 127: error <= 1/254 of the group's largest value, several times below the
 // weights' rounding of 1/30 of a group's range), so the products are exact integer multiply-adds of byte
 // quads (VNNI's vpdpbusd, or vpmaddubsw + vpmaddwd): four times the products per instruction of
@@ -71,8 +76,6 @@ template <typename W>
 inline float widen(W v);
 template <>
 inline float widen<uint16_t>(uint16_t v) { return bf16_to_float(v); }
-template <>
-inline float widen<int8_t>(int8_t v) { return static_cast<float>(v); }
 
 template <typename W>
 void dot_rows_scalar(const float* x, int64_t rows, int64_t K, const W* w, int64_t n0, int64_t n1,
@@ -187,9 +190,6 @@ struct Vec {
     __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
   }
-  DIA_TARGET static inline T widen(const int8_t* p) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-  }
   DIA_TARGET static inline T fma(T a, T b, T acc) { return _mm512_fmadd_ps(a, b, acc); }
   DIA_TARGET static inline T add(T a, T b) { return _mm512_add_ps(a, b); }
   DIA_TARGET static inline T sub(T a, T b) { return _mm512_sub_ps(a, b); }
@@ -277,9 +277,6 @@ struct Vec {
   DIA_TARGET static inline T widen(const uint16_t* p) {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-  }
-  DIA_TARGET static inline T widen(const int8_t* p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   DIA_TARGET static inline T fma(T a, T b, T acc) { return _mm256_fmadd_ps(a, b, acc); }
   DIA_TARGET static inline T add(T a, T b) { return _mm256_add_ps(a, b); }
@@ -382,9 +379,8 @@ at::Tensor check_x(const at::Tensor& x, const at::Tensor& w) {
   return x.to(at::kFloat).contiguous();
 }
 
-// scales (N floats, may be null) multiply each output column: per-channel int8 dequantisation
 template <typename W>
-at::Tensor gemv(const at::Tensor& x32, const at::Tensor& w, const W* wp, const float* scales) {
+at::Tensor gemv(const at::Tensor& x32, const at::Tensor& w, const W* wp) {
   const int64_t rows = x32.size(0), K = x32.size(1), N = w.size(0);
   at::Tensor out = at::empty({rows, N}, x32.options());
   const float* xp = x32.data_ptr<float>();
@@ -394,10 +390,6 @@ at::Tensor gemv(const at::Tensor& x32, const at::Tensor& w, const W* wp, const f
   at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
     const int64_t n0 = b0 * kRowsPerBlock, n1 = std::min(N, b1 * kRowsPerBlock);
     run_block<W>(xp, rows, K, wp, n0, n1, op, N);
-    if (scales != nullptr) {
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t n = n0; n < n1; ++n) op[r * N + n] *= scales[n];
-    }
   });
   return out;
 }
@@ -405,7 +397,7 @@ at::Tensor gemv(const at::Tensor& x32, const at::Tensor& w, const W* wp, const f
 at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
   TORCH_CHECK(w.scalar_type() == at::kBFloat16, "dia_native::gemv_bf16: w must be bfloat16");
   at::Tensor x32 = check_x(x, w);
-  return gemv<uint16_t>(x32, w, reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), nullptr);
+  return gemv<uint16_t>(x32, w, reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()));
 }
 
 // Single-query attention over a bf16 key/value cache: q (R, Hq, 1, d) float32, k/v (R, Hkv, L, d)
