@@ -7,8 +7,9 @@ Every configuration runs in its own process (clean peak RSS); each reports the f
 seen during its run (other jobs on the machine skew timings: compare rows of the same run).
 Numbers printed: median ms per decoder step, frames/s, real-time factor, time to the first
 streamed audio chunk, peak RSS and peak anonymous memory, model load time; each mode's floor
-(bytes of decoder weights streamed per step ÷ the machine's read bandwidth, measured first on the
-same threads) and its ms/step ÷ floor; with ``--competing-load N``, every engine again while N busy
+(bytes of decoder weights streamed per step ÷ the machine's read bandwidth, probed on the same threads
+just before each run: the native probe reads like the GEMVs do, without their arithmetic) and its
+ms/step ÷ floor; with ``--competing-load N``, every engine again while N busy
 processes run, and its slowdown; then whole `dia-studio render` vs a whole transformers render
 process; then each quantised mode's agreement with bf16 and fp32 (logits and codes).
 """
@@ -395,12 +396,17 @@ def main() -> None:
     bandwidth = spawn("bandwidth")
     best_gbs = max(v for v in (bandwidth["torch_sum_gbs"], bandwidth["native_gbs"]) if v)
     print(f"read bandwidth on {bandwidth['threads']} threads: torch sum {fmt(bandwidth['torch_sum_gbs'])} GB/s, "
-          f"native read loop {fmt(bandwidth['native_gbs'])} GB/s; floors use {best_gbs:.1f} GB/s", flush=True)
+          f"native read loop {fmt(bandwidth['native_gbs'])} GB/s (each run's floor uses the better of the two, "
+          "probed again just before it)", flush=True)
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.repeats):  # alternate configs so slow phases of the machine hit all of them
         for worker, dtype, quantize, kernels in configs:
             print(f"round {round_ + 1}: {worker} {dtype} {quantize} {kernels}…", file=sys.stderr, flush=True)
+            # this VM's bandwidth drifts by tens of percent over minutes: each run's floor uses a probe
+            # taken just before it
+            probe = spawn("bandwidth")
             r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps, kernels=kernels)
+            r["bandwidth_gbs"] = max(v for v in (probe["torch_sum_gbs"], probe["native_gbs"]) if v)
             runs.setdefault(r["name"], []).append(r)
     rows = [min(rs, key=lambda r: r["ms_per_step"]) for rs in runs.values()]
     base = next(r for r in rows if r["name"] == "transformers bfloat16")
@@ -408,17 +414,20 @@ def main() -> None:
              if "weight_bytes" in r and len(r["name"].split()) == 2}
     for r in rows:  # transformers streams the same projections as our unquantised model of its dtype
         r.setdefault("weight_bytes", dense.get(r["name"].split()[1]))
-        r["floor_ms"] = 1000 * r["weight_bytes"] / (best_gbs * 1e9) if r.get("weight_bytes") else None
+        gbs = r.get("bandwidth_gbs") or best_gbs
+        r["floor_ms"] = 1000 * r["weight_bytes"] / (gbs * 1e9) if r.get("weight_bytes") else None
+        r["read_gbs"] = r["weight_bytes"] / (r["ms_per_step"] / 1000) / 1e9 if r.get("weight_bytes") else None
     print(f"\nPer-step benchmark: {args.steps} decoder steps ({args.steps / FRAME_RATE:.2f} s of audio), "
           f"random {'TINY (smoke test)' if args.tiny else 'full-size Dia-1.6B'} weights, CPU, {os.cpu_count()} "
           f"cores; best of {args.repeats} alternating runs")
-    head = ("config", "ms/step", "×tf-bf16", "floor ms", "÷floor", "frames/s", "RTF", "1st audio s", "load s",
+    head = ("config", "ms/step", "×tf-bf16", "probe GB/s", "weights GB/s", "floor ms", "÷floor", "frames/s", "RTF",
+            "1st audio s", "load s",
             "prefill s", "peak RSS GB", "peak anon GB", "foreign cores")
     print(" | ".join(head))
     for r in rows:
         ratio = r["ms_per_step"] / r["floor_ms"] if r.get("floor_ms") else None
         print(" | ".join([r["name"], fmt(r["ms_per_step"]), fmt(base["ms_per_step"] / r["ms_per_step"], 2),
-                          fmt(r.get("floor_ms")), fmt(ratio, 2),
+                          fmt(r.get("bandwidth_gbs")), fmt(r.get("read_gbs")), fmt(r.get("floor_ms")), fmt(ratio, 2),
                           fmt(r["frames_per_s"], 2), fmt(r["rtf"], 3), fmt(r["first_audio_s"]), fmt(r["load_s"]),
                           fmt(r["prefill_s"], 2), fmt(r["peak_rss_gb"], 2), fmt(r["peak_anon_gb"], 2),
                           fmt(r["foreign_cores"], 2)]))

@@ -89,6 +89,13 @@ def test_int8_blocks_are_stored_a_cache_line_at_a_time(built, n, k):
         assert torch.equal(blocked.flatten()[64:128], q[1, :64]) and torch.equal(blocked.flatten()[256:320], q[0, 64:128])
 
 
+def test_the_bandwidth_probe_sums_the_buffer(built):
+    """stream_sum reads in 4-row blocks like the GEMVs; whatever its order, it must read every value once."""
+    gen = torch.Generator().manual_seed(4)
+    buf = torch.rand((1 << 20) + 4096 * 3 + 37, generator=gen)  # chunks, then a tail that is not a whole block
+    assert native.stream_sum(buf) == pytest.approx(buf.double().sum().item(), rel=1e-5)
+
+
 def test_results_do_not_depend_on_the_thread_count(built):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 2048, generator=gen)
