@@ -1,6 +1,6 @@
 """Dia Studio engine vs transformers, side by side in one run, on random full-size weights.
 
-    .venv/bin/python bench/bench_engine.py [--steps 200] [--process-steps 300] [--skip-process]
+    .venv/bin/python bench/bench_engine.py [--steps 200] [--process-steps 512] [--skip-process]
                                            [--competing-load 2] [--only bf16,int8,int4]
 
 Every configuration runs in its own process (clean peak RSS); each reports the foreign CPU load
@@ -353,7 +353,7 @@ def main() -> None:
     ap.add_argument("--quantize", default="")
     ap.add_argument("--kernels", default="native", choices=["native", "torch"])
     ap.add_argument("--steps", type=int, default=300, help="decoder steps per render (≥ 255: max_new_tokens ≥ 256)")
-    ap.add_argument("--process-steps", type=int, default=300)
+    ap.add_argument("--process-steps", type=int, default=512, help="decoder steps of the whole-process renders")
     ap.add_argument("--skip-process", action="store_true")
     ap.add_argument("--fp32", action="store_true", help="also run both engines in float32 (slow)")
     ap.add_argument("--repeats", type=int, default=2, help="rounds over all configs (alternating); best is kept")
@@ -437,15 +437,12 @@ def main() -> None:
     if args.competing_load:
         report["competing_load"] = competing_load(args, configs, dia, dac, rows)
 
-    if args.skip_agreement:
-        if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=1))
-        return
-    print("\nagreement on the same weights (random full-size weights have tiny logit margins, so even bf16 "
-          "vs fp32 disagrees often: read the int8 rows against the bf16-vs-fp32 row):", flush=True)
-    agree = spawn("agree", dia=dia, dac=dac, steps=min(args.steps, 150))
-    print(json.dumps(agree, indent=1))
-    report["agreement"] = agree
+    if not args.skip_agreement:
+        print("\nagreement on the same weights (random full-size weights have tiny logit margins, so even bf16 "
+              "vs fp32 disagrees often: read the int8 rows against the bf16-vs-fp32 row):", flush=True)
+        agree = spawn("agree", dia=dia, dac=dac, steps=min(args.steps, 150))
+        print(json.dumps(agree, indent=1))
+        report["agreement"] = agree
 
     if not args.skip_process:
         with tempfile.TemporaryDirectory() as tmp:
