@@ -30,6 +30,7 @@ from engine.delay import FREE, prefill_grid, revert_delay
 from engine.errors import CancelledError, InvalidParameterError, RequestTooLargeError
 from engine.model.dia import DecoderState, DiaModel
 from engine.sampling import SamplingSettings, sample_frame
+from engine.threads import ThreadGovernor
 
 STEP_MODES = ("auto", "loop", "static")
 # Static steps a CUDA graph runs between two looks from the host (EOS, progress, cancel, streaming):
@@ -189,33 +190,53 @@ def _run_loop(r: Render, on_progress: Callable[[StepProgress], None] | None,
     countdown = -1
     emitted = 0
     steps = 0
+    governor = thread_governor(model.device)
     t1 = time.perf_counter()
-    while True:
-        if should_stop is not None and should_stop():
-            raise CancelledError("render cancelled")
-        pred = sample_frame(logits, settings, cfg.eos_token_id, r.generator)
-        pos = t + 1
-        if countdown < 0 and (pred[0].item() == cfg.eos_token_id or pos >= r.deadline):
-            countdown, eos_at = max_delay, pos
-            stop_reason = "eos" if pred[0].item() == cfg.eos_token_id else "max_new_tokens"
-        if countdown > 0:
-            s = max_delay - countdown
-            for c, d in enumerate(delays):
-                if s == d:
-                    pred[c] = cfg.eos_token_id
-                elif s > d:
-                    pred[c] = cfg.pad_token_id
-            countdown -= 1
-        row_forced = r.forced[pos]
-        buf[pos] = torch.where(row_forced, buf[pos], pred)
-        steps += 1
-        emitted = _emit(r, pos, eos_at, emitted, on_frames)
-        _report(on_progress, steps, r.max_steps, emitted, t1)
-        if countdown == 0:
-            break
-        logits = model.decode(buf[pos:pos + 1].unsqueeze(0).expand(2, -1, -1), r.state)
-        t = pos
+    try:
+        while True:
+            if should_stop is not None and should_stop():
+                raise CancelledError("render cancelled")
+            pred = sample_frame(logits, settings, cfg.eos_token_id, r.generator)
+            pos = t + 1
+            if countdown < 0 and (pred[0].item() == cfg.eos_token_id or pos >= r.deadline):
+                countdown, eos_at = max_delay, pos
+                stop_reason = "eos" if pred[0].item() == cfg.eos_token_id else "max_new_tokens"
+            if countdown > 0:
+                s = max_delay - countdown
+                for c, d in enumerate(delays):
+                    if s == d:
+                        pred[c] = cfg.eos_token_id
+                    elif s > d:
+                        pred[c] = cfg.pad_token_id
+                countdown -= 1
+            row_forced = r.forced[pos]
+            buf[pos] = torch.where(row_forced, buf[pos], pred)
+            steps += 1
+            emitted = _emit(r, pos, eos_at, emitted, on_frames)
+            _report(on_progress, steps, r.max_steps, emitted, t1)
+            if countdown == 0:
+                break
+            if governor is not None:
+                governor.apply()
+                started = time.perf_counter()
+            logits = model.decode(buf[pos:pos + 1].unsqueeze(0).expand(2, -1, -1), r.state)
+            if governor is not None:
+                governor.observe(time.perf_counter() - started)
+                governor.restore()
+            t = pos
+    finally:
+        if governor is not None:
+            governor.restore()
     return r.result(eos_at, stop_reason, steps, t1)
+
+
+def thread_governor(device: torch.device) -> ThreadGovernor | None:
+    """The CPU thread governor for a render's steps (``engine.threads``); None on GPUs, on one thread,
+    or with ``DIA_STUDIO_THREAD_GOVERNOR=0``."""
+    if device.type != "cpu" or os.environ.get("DIA_STUDIO_THREAD_GOVERNOR", "1") == "0":
+        return None
+    governor = ThreadGovernor(torch.get_num_threads())
+    return governor if governor.active else None
 
 
 def _emit(r: Render, pos: int, eos_at: int | None, emitted: int,
