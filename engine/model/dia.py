@@ -253,6 +253,8 @@ class DiaModel(nn.Module):
             if isinstance(module, Linear):
                 module.upcast_rows = upcast
                 module.native_rows = native_rows
+            elif isinstance(module, RMSNorm):
+                module.native_rows = native_rows
 
     def projections(self) -> list[tuple[nn.Module, str]]:
         """(owner, attribute) of every projection streamed per decoder step."""

@@ -144,6 +144,12 @@ def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return torch.ops.dia_native.quantize_int4(weight)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """float32 RMSNorm of a few rows (``x * weight / sqrt(mean(x^2) + eps)``) in one pass; call only when
+    ``available()``."""
+    return torch.ops.dia_native.rms_norm(x, weight, eps)
+
+
 def stream_sum(buf: torch.Tensor) -> float:
     """Sum of a contiguous float32 buffer on PyTorch's threads: a streaming read at memory speed (the
     bench's bandwidth probe); call only when ``available()``."""

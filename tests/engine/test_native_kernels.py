@@ -96,6 +96,28 @@ def test_the_bandwidth_probe_sums_the_buffer(built):
     assert native.stream_sum(buf) == pytest.approx(buf.double().sum().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 1, 2048), (3, 5), (1, 1024), (2, 1, 1)])
+def test_rms_norm_matches_pytorch(built, shape):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(*shape, generator=gen) * 3
+    w = torch.rand(shape[-1], generator=gen) + 0.5
+    got = native.rms_norm(x, w, 1e-5)
+    assert got.shape == x.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, F.rms_norm(x, (shape[-1],), w, 1e-5), rtol=2e-6, atol=1e-6)
+    torch.testing.assert_close(native.rms_norm(x.to(torch.bfloat16), w, 1e-5),
+                               F.rms_norm(x.to(torch.bfloat16).float(), (shape[-1],), w, 1e-5), rtol=2e-6, atol=1e-6)
+
+
+def test_decoding_steps_norm_natively_and_prefill_on_pytorch(built):
+    from engine.model.layers import RMSNorm
+
+    norm = RMSNorm(64, 1e-5)
+    norm.native_rows = 4
+    x = torch.randn(2, 8, 64)
+    torch.testing.assert_close(norm(x[:, :1]), F.rms_norm(x[:, :1], (64,), norm.weight, 1e-5), rtol=2e-6, atol=1e-6)
+    assert torch.equal(norm(x), F.rms_norm(x, (64,), norm.weight, 1e-5))  # 16 rows: PyTorch's op
+
+
 def test_results_do_not_depend_on_the_thread_count(built):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 2048, generator=gen)
