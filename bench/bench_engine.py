@@ -331,12 +331,20 @@ def competing_load(args, configs, dia: str, dac: str, rows: list[dict]) -> dict:
     print(f"\nUnder a competing load of {args.competing_load} busy processes "
           f"(one observation each; slowdown = loaded ÷ unloaded best ms/step):")
     for worker, dtype, quantize, kernels in configs:
-        with BusyLoad(args.competing_load):
-            r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps, kernels=kernels)
-        slowdown = r["ms_per_step"] / unloaded[r["name"]]
-        out[r["name"]] = {"ms_per_step": r["ms_per_step"], "slowdown": slowdown, "own_cores": r["own_cores"]}
-        print(f"  {r['name']}: {fmt(r['ms_per_step'])} ms/step, ×{slowdown:.2f} slower "
-              f"(own {r['own_cores']:.2f} cores)", flush=True)
+        # ours twice: with the thread governor (engine/threads.py, the default) and without it
+        for governor in ("1", "0") if worker == "ours" else ("1",):
+            os.environ["DIA_STUDIO_THREAD_GOVERNOR"] = governor
+            try:
+                with BusyLoad(args.competing_load):
+                    r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps,
+                              kernels=kernels)
+            finally:
+                os.environ.pop("DIA_STUDIO_THREAD_GOVERNOR", None)
+            slowdown = r["ms_per_step"] / unloaded[r["name"]]
+            name = r["name"] + (" (thread governor off)" if governor == "0" else "")
+            out[name] = {"ms_per_step": r["ms_per_step"], "slowdown": slowdown, "own_cores": r["own_cores"]}
+            print(f"  {name}: {fmt(r['ms_per_step'])} ms/step, ×{slowdown:.2f} slower "
+                  f"(own {r['own_cores']:.2f} cores)", flush=True)
     return out
 
 
