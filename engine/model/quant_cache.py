@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-CACHE_VERSION = 2  # bump when a quantised format changes (2: int4 nibble order for byte-quad dot products)
+CACHE_VERSION = 2  # bump when a quantised format changes (2: int4 nibble order and 4-row blocks, int8 4-row blocks)
 MAX_CACHE_BYTES = 8 << 30  # about five int8 / ten int4 entries of Dia-1.6B
 MIN_CACHED_BYTES = 64 << 20  # smaller models quantise faster than an entry is read back
 HEAD_BYTES = 64 << 10
