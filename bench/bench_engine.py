@@ -348,6 +348,42 @@ def competing_load(args, configs, dia: str, dac: str, rows: list[dict]) -> dict:
     return out
 
 
+def print_step_table(report: dict) -> None:
+    """The per-step table of a run (``--table FILE`` prints it again from the saved JSON).
+
+    Floors divide each mode's weight bytes per step by the machine's read bandwidth: the median of the
+    probes taken before every run (this VM's bandwidth drifts 25-48 GB/s over minutes, and a single
+    probe can catch a fast moment the run after it does not get). Each run's own probe is printed too.
+    """
+    rows, runs = report["rows"], report["runs"]
+    probes = [r["bandwidth_gbs"] for rs in runs.values() for r in rs if r.get("bandwidth_gbs")]
+    first = report["bandwidth"]
+    gbs = statistics.median(probes) if probes else max(v for v in (first["torch_sum_gbs"], first["native_gbs"]) if v)
+    base = next(r for r in rows if r["name"] == "transformers bfloat16")
+    dense = {r["name"].split()[1]: r["weight_bytes"] for r in rows
+             if "weight_bytes" in r and len(r["name"].split()) == 2}
+    for r in rows:  # transformers streams the same projections as our unquantised model of its dtype
+        r.setdefault("weight_bytes", dense.get(r["name"].split()[1]))
+        r["floor_ms"] = 1000 * r["weight_bytes"] / (gbs * 1e9) if r.get("weight_bytes") else None
+        r["read_gbs"] = r["weight_bytes"] / (r["ms_per_step"] / 1000) / 1e9 if r.get("weight_bytes") else None
+    print(f"\nPer-step benchmark: {report['steps']} decoder steps ({report['steps'] / FRAME_RATE:.2f} s of audio), "
+          f"random {'TINY (smoke test)' if report.get('tiny') else 'full-size Dia-1.6B'} weights, CPU "
+          f"{report['cpu']}; best of {report.get('repeats', 2)} alternating runs; floors at the median probe, "
+          f"{gbs:.1f} GB/s (probes {', '.join(fmt(v) for v in probes)})")
+    head = ("config", "ms/step", "×tf-bf16", "run's probe GB/s", "weights GB/s", "floor ms", "÷floor", "frames/s",
+            "RTF", "1st audio s", "load s", "prefill s", "peak RSS GB", "peak anon GB", "foreign cores")
+    print(" | ".join(head))
+    for r in rows:
+        ratio = r["ms_per_step"] / r["floor_ms"] if r.get("floor_ms") else None
+        print(" | ".join([r["name"], fmt(r["ms_per_step"]), fmt(base["ms_per_step"] / r["ms_per_step"], 2),
+                          fmt(r.get("bandwidth_gbs")), fmt(r.get("read_gbs")), fmt(r.get("floor_ms")), fmt(ratio, 2),
+                          fmt(r["frames_per_s"], 2), fmt(r["rtf"], 3), fmt(r["first_audio_s"]), fmt(r["load_s"]),
+                          fmt(r["prefill_s"], 2), fmt(r["peak_rss_gb"], 2), fmt(r["peak_anon_gb"], 2),
+                          fmt(r["foreign_cores"], 2)]))
+    for name, rs in runs.items():
+        print(f"  {name}: ms/step per run " + ", ".join(fmt(r["ms_per_step"]) for r in rs))
+
+
 def fmt(v, digits=1):
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -355,6 +391,7 @@ def fmt(v, digits=1):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker")
+    ap.add_argument("--table", metavar="FILE", help="print the per-step table of a saved --json run and exit")
     ap.add_argument("--dia")
     ap.add_argument("--dac")
     ap.add_argument("--dtype", default="bfloat16")
@@ -379,6 +416,11 @@ def main() -> None:
                   "bandwidth": worker_bandwidth}[args.worker](args)
         print(json.dumps(result))
         return
+    if args.table:
+        report = json.loads(Path(args.table).read_text())
+        report.setdefault("repeats", len(next(iter(report["runs"].values()))))
+        print_step_table(report)
+        return
 
     from engine.testing import write_full_size_models
 
@@ -402,46 +444,21 @@ def main() -> None:
         configs += [("hf", "float32", "", "native"), ("ours", "float32", "", "native")]
     print(f"CPU: {cpu_description()}", flush=True)
     bandwidth = spawn("bandwidth")
-    best_gbs = max(v for v in (bandwidth["torch_sum_gbs"], bandwidth["native_gbs"]) if v)
     print(f"read bandwidth on {bandwidth['threads']} threads: torch sum {fmt(bandwidth['torch_sum_gbs'])} GB/s, "
-          f"native read loop {fmt(bandwidth['native_gbs'])} GB/s (each run's floor uses the better of the two, "
-          "probed again just before it)", flush=True)
+          f"native read loop {fmt(bandwidth['native_gbs'])} GB/s (probed again before every run; floors use "
+          "the median probe)", flush=True)
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.repeats):  # alternate configs so slow phases of the machine hit all of them
         for worker, dtype, quantize, kernels in configs:
             print(f"round {round_ + 1}: {worker} {dtype} {quantize} {kernels}…", file=sys.stderr, flush=True)
-            # this VM's bandwidth drifts by tens of percent over minutes: each run's floor uses a probe
-            # taken just before it
-            probe = spawn("bandwidth")
+            probe = spawn("bandwidth")  # the bandwidth drifts: probed before every run (see print_step_table)
             r = spawn(worker, dia=dia, dac=dac, dtype=dtype, quantize=quantize, steps=args.steps, kernels=kernels)
             r["bandwidth_gbs"] = max(v for v in (probe["torch_sum_gbs"], probe["native_gbs"]) if v)
             runs.setdefault(r["name"], []).append(r)
     rows = [min(rs, key=lambda r: r["ms_per_step"]) for rs in runs.values()]
-    base = next(r for r in rows if r["name"] == "transformers bfloat16")
-    dense = {r["name"].split()[1]: r["weight_bytes"] for r in rows
-             if "weight_bytes" in r and len(r["name"].split()) == 2}
-    for r in rows:  # transformers streams the same projections as our unquantised model of its dtype
-        r.setdefault("weight_bytes", dense.get(r["name"].split()[1]))
-        gbs = r.get("bandwidth_gbs") or best_gbs
-        r["floor_ms"] = 1000 * r["weight_bytes"] / (gbs * 1e9) if r.get("weight_bytes") else None
-        r["read_gbs"] = r["weight_bytes"] / (r["ms_per_step"] / 1000) / 1e9 if r.get("weight_bytes") else None
-    print(f"\nPer-step benchmark: {args.steps} decoder steps ({args.steps / FRAME_RATE:.2f} s of audio), "
-          f"random {'TINY (smoke test)' if args.tiny else 'full-size Dia-1.6B'} weights, CPU, {os.cpu_count()} "
-          f"cores; best of {args.repeats} alternating runs")
-    head = ("config", "ms/step", "×tf-bf16", "probe GB/s", "weights GB/s", "floor ms", "÷floor", "frames/s", "RTF",
-            "1st audio s", "load s",
-            "prefill s", "peak RSS GB", "peak anon GB", "foreign cores")
-    print(" | ".join(head))
-    for r in rows:
-        ratio = r["ms_per_step"] / r["floor_ms"] if r.get("floor_ms") else None
-        print(" | ".join([r["name"], fmt(r["ms_per_step"]), fmt(base["ms_per_step"] / r["ms_per_step"], 2),
-                          fmt(r.get("bandwidth_gbs")), fmt(r.get("read_gbs")), fmt(r.get("floor_ms")), fmt(ratio, 2),
-                          fmt(r["frames_per_s"], 2), fmt(r["rtf"], 3), fmt(r["first_audio_s"]), fmt(r["load_s"]),
-                          fmt(r["prefill_s"], 2), fmt(r["peak_rss_gb"], 2), fmt(r["peak_anon_gb"], 2),
-                          fmt(r["foreign_cores"], 2)]))
-    for name, rs in runs.items():
-        print(f"  {name}: ms/step per run " + ", ".join(fmt(r["ms_per_step"]) for r in rs))
-    report = {"steps": args.steps, "cpu": cpu_description(), "bandwidth": bandwidth, "rows": rows, "runs": runs}
+    report = {"steps": args.steps, "cpu": cpu_description(), "bandwidth": bandwidth, "rows": rows, "runs": runs,
+              "repeats": args.repeats, "tiny": args.tiny}
+    print_step_table(report)
     if args.competing_load:
         report["competing_load"] = competing_load(args, configs, dia, dac, rows)
 
