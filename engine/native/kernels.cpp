@@ -160,29 +160,18 @@ struct Vec {
   DIA_TARGET static inline T abs(T v) { return _mm512_abs_ps(v); }
   DIA_TARGET static inline T max(T a, T b) { return _mm512_max_ps(a, b); }
   DIA_TARGET static inline float hmax(T v) { return _mm512_reduce_max_ps(v); }
-  // codes round(x * inv) (in range: |x * inv| <= the code type's largest) for count (a multiple of 16)
-  // values; returns their sum
+  // int32 codes round(x * inv) of kLanes floats (in range: |x * inv| <= the code type's largest)
   DIA_TARGET static inline I codes(const float* x, float inv) {
     return _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), _mm512_set1_ps(inv)));
   }
-  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int16_t* q) {
-    I total = izero();
-    for (int64_t j = 0; j < count; j += 16) {
-      const I c = codes(x + j, inv);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), _mm512_cvtepi32_epi16(c));
-      total = _mm512_add_epi32(total, c);
-    }
-    return _mm512_reduce_add_epi32(total);
+  DIA_TARGET static inline void store_codes(int16_t* q, I c) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm512_cvtepi32_epi16(c));
   }
-  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int8_t* q) {
-    I total = izero();
-    for (int64_t j = 0; j < count; j += 16) {
-      const I c = codes(x + j, inv);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm512_cvtepi32_epi8(c));
-      total = _mm512_add_epi32(total, c);
-    }
-    return _mm512_reduce_add_epi32(total);
+  DIA_TARGET static inline void store_codes(int8_t* q, I c) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(c));
   }
+  DIA_TARGET static inline I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+  DIA_TARGET static inline int32_t isum(I v) { return _mm512_reduce_add_epi32(v); }
   DIA_TARGET static inline T zero() { return _mm512_setzero_ps(); }
   DIA_TARGET static inline T load(const float* p) { return _mm512_loadu_ps(p); }
   DIA_TARGET static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
@@ -246,30 +235,17 @@ struct Vec {
   DIA_TARGET static inline __m128i pack16(I c) {  // eight int32 -> eight int16 (values in range)
     return _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
   }
-  DIA_TARGET static inline int32_t hsum(I total) {
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+  DIA_TARGET static inline void store_codes(int16_t* q, I c) { _mm_storeu_si128(reinterpret_cast<__m128i*>(q), pack16(c)); }
+  DIA_TARGET static inline void store_codes(int8_t* q, I c) {
+    const __m128i w = pack16(c);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q), _mm_packs_epi16(w, w));
+  }
+  DIA_TARGET static inline I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
+  DIA_TARGET static inline int32_t isum(I v) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
     t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
     return _mm_cvtsi128_si32(t);
-  }
-  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int16_t* q) {
-    I total = izero();
-    for (int64_t j = 0; j < count; j += 8) {
-      const I c = codes(x + j, inv);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), pack16(c));
-      total = _mm256_add_epi32(total, c);
-    }
-    return hsum(total);
-  }
-  DIA_TARGET static inline int32_t quantize_codes(const float* x, int64_t count, float inv, int8_t* q) {
-    I total = izero();
-    for (int64_t j = 0; j < count; j += 8) {
-      const I c = codes(x + j, inv);
-      const __m128i w = pack16(c);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packs_epi16(w, w));
-      total = _mm256_add_epi32(total, c);
-    }
-    return hsum(total);
   }
   DIA_TARGET static inline T zero() { return _mm256_setzero_ps(); }
   DIA_TARGET static inline T load(const float* p) { return _mm256_loadu_ps(p); }
