@@ -133,32 +133,33 @@ class Int8Linear(nn.Module):
 BLOCK_ROWS = 4
 """Weight rows the native int8/int4 GEMVs walk together, stored interleaved so that the block streams
 sequentially (``kRowsPerBlock`` in ``engine/native/kernels.cpp``)."""
-INT8_CHUNK = 64  # int8 weights of a row stored together in a block (one cache line)
+BLOCK_LINE = 64  # bytes of a row stored together in a block: one cache line (``kLineBytes``)
 
 
-def block_int8(q: torch.Tensor) -> torch.Tensor:
-    """Plain (N, K) int8 weights -> the blocked order of the native int8 GEMV (``native.block_int8``).
+def block_rows(p: torch.Tensor) -> torch.Tensor:
+    """A plain (N, K) matrix of 1-byte elements -> the blocked order of the native int8/int4 GEMVs
+    (int8 weights: ``native.block_int8`` does it faster; int4: ``pack_int4``'s packed groups).
 
-    Whole blocks of ``BLOCK_ROWS`` rows are stored ``INT8_CHUNK`` weights at a time (the block's rows'
-    chunk 0, then their chunk 1, ..., then their last ``K % INT8_CHUNK`` weights row after row); the rows
+    Whole blocks of ``BLOCK_ROWS`` rows are stored ``BLOCK_LINE`` bytes at a time (the block's rows'
+    line 0, then their line 1, ..., then their last ``K % BLOCK_LINE`` bytes row after row); the rows
     after the last whole block are stored as they are.
     """
-    n, k = q.shape
-    whole, kv = n - n % BLOCK_ROWS, k - k % INT8_CHUNK
-    nb = whole // BLOCK_ROWS
-    b = q[:whole].reshape(nb, BLOCK_ROWS, k)
-    head = b[:, :, :kv].reshape(nb, BLOCK_ROWS, kv // INT8_CHUNK, INT8_CHUNK).transpose(1, 2)
-    blocks = torch.cat((head.reshape(nb, BLOCK_ROWS * kv), b[:, :, kv:].reshape(nb, BLOCK_ROWS * (k - kv))), dim=1)
-    return torch.cat((blocks.reshape(whole, k), q[whole:])).contiguous()
-
-
-def unblock_int8(p: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``block_int8``: plain (N, K) int8 weights."""
     n, k = p.shape
-    whole, kv = n - n % BLOCK_ROWS, k - k % INT8_CHUNK
+    whole, kv = n - n % BLOCK_ROWS, k - k % BLOCK_LINE
+    nb = whole // BLOCK_ROWS
+    b = p[:whole].reshape(nb, BLOCK_ROWS, k)
+    head = b[:, :, :kv].reshape(nb, BLOCK_ROWS, kv // BLOCK_LINE, BLOCK_LINE).transpose(1, 2)
+    blocks = torch.cat((head.reshape(nb, BLOCK_ROWS * kv), b[:, :, kv:].reshape(nb, BLOCK_ROWS * (k - kv))), dim=1)
+    return torch.cat((blocks.reshape(whole, k), p[whole:])).contiguous()
+
+
+def unblock_rows(p: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``block_rows``: the plain (N, K) matrix."""
+    n, k = p.shape
+    whole, kv = n - n % BLOCK_ROWS, k - k % BLOCK_LINE
     nb = whole // BLOCK_ROWS
     b = p[:whole].reshape(nb, BLOCK_ROWS * k)
-    head = b[:, :BLOCK_ROWS * kv].reshape(nb, kv // INT8_CHUNK, BLOCK_ROWS, INT8_CHUNK).transpose(1, 2)
+    head = b[:, :BLOCK_ROWS * kv].reshape(nb, kv // BLOCK_LINE, BLOCK_ROWS, BLOCK_LINE).transpose(1, 2)
     rows = torch.cat((head.reshape(nb, BLOCK_ROWS, kv), b[:, BLOCK_ROWS * kv:].reshape(nb, BLOCK_ROWS, k - kv)), dim=2)
     return torch.cat((rows.reshape(whole, k), p[whole:]))
 
@@ -166,7 +167,7 @@ def unblock_int8(p: torch.Tensor) -> torch.Tensor:
 class NativeInt8Linear(Int8Linear):
     """Weight-only int8 on the native GEMV (``engine.native``): float32 scales, activations as int16
     codes per group of 128 (2^-16 of the group's largest value), so in effect only the weights are
-    rounded. ``weight_int8`` is stored in the GEMV's blocked order (``block_int8``). Many-row inputs
+    rounded. ``weight_int8`` is stored in the GEMV's blocked order (``block_rows``). Many-row inputs
     (prefill) use a float32 copy of the weight."""
 
     native_rows = 4
@@ -178,7 +179,7 @@ class NativeInt8Linear(Int8Linear):
 
     def dequantized(self) -> torch.Tensor:
         """The float32 (N, K) weight these codes and scales stand for."""
-        return unblock_int8(self.weight_int8).float() * self.scales[:, None]
+        return unblock_rows(self.weight_int8).float() * self.scales[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = x.shape[-1]
@@ -218,27 +219,19 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     """uint8 codes (N, groups * 128) in 0..15 -> (N, groups * 64) bytes, as the native kernels read them.
 
     A group's 64 bytes: byte ``j`` holds weight ``j`` in its low nibble and weight ``j + 64`` in its high
-    nibble (one AND, or a shift and an AND, per vector). Whole blocks of ``BLOCK_ROWS`` rows are
-    stored group by group (the block's rows' group 0, then their group 1, ...), so a block's product
-    reads one sequential stream; the rows after the last whole block follow one after another.
+    nibble (one AND, or a shift and an AND, per vector). The rows are then in ``block_rows``' order: a
+    group is one line, so whole blocks of ``BLOCK_ROWS`` rows are stored group by group and a block's
+    product reads one sequential stream.
     """
     n = q.shape[0]
     q = q.view(n, -1, 2, 64)  # (N, groups, half, byte)
-    groups = (q[:, :, 0] | (q[:, :, 1] << 4))  # (N, groups, 64)
-    whole = n - n % BLOCK_ROWS
-    width = groups.shape[1] * 64
-    head = groups[:whole].view(whole // BLOCK_ROWS, BLOCK_ROWS, groups.shape[1], 64).transpose(1, 2)
-    return torch.cat((head.reshape(whole, width), groups[whole:].reshape(n - whole, width))).contiguous()
+    return block_rows((q[:, :, 0] | (q[:, :, 1] << 4)).reshape(n, -1))
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """The inverse of ``pack_int4``: uint8 codes (N, groups * 128) in natural order."""
     n = packed.shape[0]
-    groups = packed.shape[1] // 64
-    whole = n - n % BLOCK_ROWS
-    head = packed[:whole].reshape(whole // BLOCK_ROWS, groups, BLOCK_ROWS, 64).transpose(1, 2)
-    head = head.reshape(whole, groups, 64)
-    p = torch.cat((head, packed[whole:].reshape(n - whole, groups, 64)))
+    p = unblock_rows(packed).reshape(n, -1, 64)
     return torch.cat((p & 15, p >> 4), dim=-1).reshape(n, -1)
 
 

@@ -116,7 +116,7 @@ def gemv_int8(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> to
 
 
 def block_int8(q: torch.Tensor) -> torch.Tensor:
-    """Plain (N, K) int8 weights in the blocked order ``gemv_int8`` reads (``layers.block_int8``, faster)."""
+    """Plain (N, K) int8 weights in the blocked order ``gemv_int8`` reads (``layers.block_rows``, faster)."""
     return torch.ops.dia_native.block_int8(q)
 
 

@@ -30,7 +30,7 @@
 // its low nibble and weight j + 64 in its high nibble, so one AND (or a shift and an AND) gives 64
 // (AVX-512) or 32 (AVX2) weights as unsigned bytes. ``w`` is stored as uint8 (N, groups * 64), scales
 // and offsets as bfloat16 (N, groups); whole blocks of kRowsPerBlock rows are stored group by group (see
-// int4_group_offset), which streams from memory about twice as fast as four rows 1 KiB apart. The
+// blocked_offset), which streams from memory about twice as fast as four rows 1 KiB apart. The
 // activations enter as int8 codes per group of 128
 // (x ~ code * max|x| / 127: error <= 1/254 of the group's largest value, several times below the
 // weights' rounding of 1/30 of a group's range), so the products are exact integer multiply-adds of byte
@@ -63,7 +63,8 @@ namespace {
 
 constexpr int64_t kRowsPerBlock = 4;  // weight rows walked together: 4 streams, 8 accumulators for R=2
 constexpr int64_t kInt4Group = 128;   // int4 weights per scale/offset pair (64 bytes: one cache line)
-constexpr int64_t kInt4PrefetchBlocks = 2;  // int4/int8 blocks read ahead (measured on int4: 1 and 4 are slower)
+constexpr int64_t kLineBytes = 64;    // bytes of a weight row stored together in an int8/int4 block (blocked_offset)
+constexpr int64_t kPrefetchBlocks = 2;  // int8/int4 blocks read ahead (measured on int4: 1 and 4 are slower)
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -547,12 +548,14 @@ void int4_dispatch(Isa path, const GroupCodes<int8_t>& a, int64_t groups, int64_
   const float *su0 = a.sums.data() + r0 * groups, *su1 = a.sums.data() + r1 * groups;
 #ifdef DIA_X86
   if (path == Isa::kAvx512Vnni)
-    return avx512vnni::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next, scratch, out0,
-                                     out1);
+    return avx512vnni::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next,
+                                     scratch, out0, out1);
   if (path == Isa::kAvx512)
-    return avx512::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next, scratch, out0, out1);
+    return avx512::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next,
+                                 scratch, out0, out1);
   if (path == Isa::kAvx2)
-    return avx2::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next, scratch, out0, out1);
+    return avx2::int4_rows<NR>(x0, x1, st0, st1, su0, su1, groups, w, sc, of, row_stride, group_stride, next,
+                               scratch, out0, out1);
 #endif
   (void)next;
   (void)scratch;
@@ -593,12 +596,13 @@ at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
     for (int64_t r0 = 0; r0 < rows; r0 += 2) {
       const int64_t r1 = std::min(r0 + 1, rows - 1);  // an odd last row is computed twice, written once
       int64_t n = n0;
-      for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {  // a block: row i's group g at (g * 4 + i) * 64
-        const uint8_t* next = n + (kInt4PrefetchBlocks + 1) * kRowsPerBlock <= n1
-                                  ? wp + (n + kInt4PrefetchBlocks * kRowsPerBlock) * row_bytes
+      for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {  // a block: row i's group g at (g * 4 + i) * 64 bytes
+        const uint8_t* next = n + (kPrefetchBlocks + 1) * kRowsPerBlock <= n1
+                                  ? wp + (n + kPrefetchBlocks * kRowsPerBlock) * row_bytes
                                   : nullptr;
         int4_dispatch<kRowsPerBlock>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups,
-                                     64, 64 * kRowsPerBlock, next, scratch.data(), op + r0 * N + n, op + r1 * N + n);
+                                     kLineBytes, kLineBytes * kRowsPerBlock, next, scratch.data(), op + r0 * N + n,
+                                     op + r1 * N + n);
       }
       for (; n < n1; ++n)  // the rows after the last whole block, stored one after another
         int4_dispatch<1>(path, a, groups, r0, r1, wp + n * row_bytes, sp + n * groups, fp + n * groups, row_bytes, 64,
@@ -615,13 +619,12 @@ template <int NR>
 void int8_rows_scalar(const int16_t* x0, const int16_t* x1, const float* step0, const float* step1, int64_t K,
                       const int8_t* w, int64_t row_stride, int64_t chunk_stride, int64_t tail_stride, float* out0,
                       float* out1) {
-  constexpr int64_t kChunk = 64;
-  const int64_t chunks = K / kChunk, kv = chunks * kChunk;
+  const int64_t chunks = K / kLineBytes, kv = chunks * kLineBytes;
   for (int i = 0; i < NR; ++i) {
     float y0 = 0.f, y1 = 0.f;
     int32_t a0 = 0, a1 = 0;
     for (int64_t k = 0; k < kv; ++k) {
-      const int32_t q = w[(k / kChunk) * chunk_stride + i * row_stride + k % kChunk];
+      const int32_t q = w[(k / kLineBytes) * chunk_stride + i * row_stride + k % kLineBytes];
       a0 += q * x0[k];
       a1 += q * x1[k];
       if (k % kInt4Group == kInt4Group - 1 || k == kv - 1) {
@@ -659,19 +662,18 @@ void int8_dispatch(Isa path, const GroupCodes<int16_t>& a, int64_t groups, int64
   int8_rows_scalar<NR>(x0, x1, st0, st1, K, w, row_stride, chunk_stride, tail_stride, out0, out1);
 }
 
-// Where weight k of row n lies in the blocked int8 (N, K) bytes: whole blocks of kRowsPerBlock rows are
-// stored a 64-weight chunk at a time (the block's rows' chunk 0, then their chunk 1, ..., then their
-// K % 64 last weights row after row), so a block's GEMV reads one sequential stream; the rows after the
-// last whole block are stored as they are.
-int64_t int8_offset(int64_t n, int64_t k, int64_t N, int64_t K) {
-  constexpr int64_t kChunk = 64;
+// Where byte k of row n lies in a blocked (N, K) byte matrix (int8 weights; int4's packed groups): whole
+// blocks of kRowsPerBlock rows are stored kLineBytes at a time (the block's rows' line 0, then their line 1,
+// ..., then their last K % kLineBytes bytes row after row), so a block's GEMV reads one sequential stream;
+// the rows after the last whole block are stored as they are.
+int64_t blocked_offset(int64_t n, int64_t k, int64_t N, int64_t K) {
   if (n >= N - N % kRowsPerBlock) return n * K + k;
-  const int64_t block = (n - n % kRowsPerBlock) * K, i = n % kRowsPerBlock, kv = K - K % kChunk;
-  if (k < kv) return block + (k / kChunk) * kChunk * kRowsPerBlock + i * kChunk + k % kChunk;
+  const int64_t block = (n - n % kRowsPerBlock) * K, i = n % kRowsPerBlock, kv = K - K % kLineBytes;
+  if (k < kv) return block + (k / kLineBytes) * kLineBytes * kRowsPerBlock + i * kLineBytes + k % kLineBytes;
   return block + kv * kRowsPerBlock + i * (K - kv) + (k - kv);
 }
 
-// Plain (N, K) int8 weights -> the blocked order gemv_int8 reads (see int8_offset).
+// Plain (N, K) int8 weights -> the blocked order gemv_int8 reads (see blocked_offset).
 at::Tensor block_int8(const at::Tensor& q) {
   TORCH_CHECK(q.device().is_cpu() && q.dim() == 2 && q.scalar_type() == at::kChar,
               "dia_native::block_int8: q must be a 2-D int8 CPU tensor");
@@ -682,7 +684,7 @@ at::Tensor block_int8(const at::Tensor& q) {
   int8_t* dst = out.data_ptr<int8_t>();
   at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n)
-      for (int64_t k = 0; k < K; ++k) dst[int8_offset(n, k, N, K)] = src[n * K + k];
+      for (int64_t k = 0; k < K; ++k) dst[blocked_offset(n, k, N, K)] = src[n * K + k];
   });
   return out;
 }
@@ -696,7 +698,6 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   TORCH_CHECK(scales.dim() == 1 && scales.size(0) == w.size(0), "dia_native::gemv_int8: one scale per row of w");
   const at::Tensor x32 = check_x(x, w);
   const at::Tensor s32 = scales.to(at::kFloat).contiguous();
-  constexpr int64_t kChunk = 64;
   const int64_t rows = x32.size(0), K = x32.size(1), N = w.size(0), groups = (K + kInt4Group - 1) / kInt4Group;
   const Isa path = isa();
   const GroupCodes<int16_t> a = prepare_codes<int16_t>(x32.data_ptr<float>(), rows, K, groups, path);
@@ -704,7 +705,7 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   float* op = out.data_ptr<float>();
   const float* sp = s32.data_ptr<float>();
   const int8_t* wp = w.data_ptr<int8_t>();
-  const int64_t tail = K % kChunk;
+  const int64_t tail = K % kLineBytes;
   const int64_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
   at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
     const int64_t n0 = b0 * kRowsPerBlock, n1 = std::min(N, b1 * kRowsPerBlock);
@@ -712,14 +713,14 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
       const int64_t r1 = std::min(r0 + 1, rows - 1);  // an odd last row is computed twice, written once
       int64_t n = n0;
       for (; n + kRowsPerBlock <= n1; n += kRowsPerBlock) {
-        const int8_t* next = n + (kInt4PrefetchBlocks + 1) * kRowsPerBlock <= n1
-                                 ? wp + (n + kInt4PrefetchBlocks * kRowsPerBlock) * K
+        const int8_t* next = n + (kPrefetchBlocks + 1) * kRowsPerBlock <= n1
+                                 ? wp + (n + kPrefetchBlocks * kRowsPerBlock) * K
                                  : nullptr;
-        int8_dispatch<kRowsPerBlock>(path, a, groups, K, r0, r1, wp + n * K, kChunk, kChunk * kRowsPerBlock, tail,
+        int8_dispatch<kRowsPerBlock>(path, a, groups, K, r0, r1, wp + n * K, kLineBytes, kLineBytes * kRowsPerBlock, tail,
                                      next, op + r0 * N + n, op + r1 * N + n);
       }
       for (; n < n1; ++n)
-        int8_dispatch<1>(path, a, groups, K, r0, r1, wp + n * K, K, kChunk, K, nullptr, op + r0 * N + n,
+        int8_dispatch<1>(path, a, groups, K, r0, r1, wp + n * K, K, kLineBytes, K, nullptr, op + r0 * N + n,
                          op + r1 * N + n);
       for (int64_t m = n0; m < n1; ++m) {
         op[r0 * N + m] *= sp[m];
@@ -728,15 +729,6 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
     }
   });
   return out;
-}
-
-// Where row n's group g lies in the packed (N, groups * 64) bytes: whole blocks of kRowsPerBlock rows
-// are stored group by group (row i's group g at block start + (g * kRowsPerBlock + i) * 64), so a block's
-// GEMV reads one sequential stream; the rows after the last whole block follow one after another.
-int64_t int4_group_offset(int64_t n, int64_t g, int64_t N, int64_t groups) {
-  if (n < N - N % kRowsPerBlock)
-    return ((n - n % kRowsPerBlock) * groups + g * kRowsPerBlock + n % kRowsPerBlock) * 64;
-  return (n * groups + g) * 64;
 }
 
 // Group-wise int4 quantisation in one pass, the same float32 operations as layers.quantize_int4_reference:
@@ -772,7 +764,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_int4(const at::Tensor& w
         sp[n * groups + g] = s16;
         fp[n * groups + g] = m16;
         const float scale = bf16_to_float(s16), m = bf16_to_float(m16);
-        uint8_t* out = pp + int4_group_offset(n, g, N, groups);
+        uint8_t* out = pp + blocked_offset(n, g * 64, N, groups * 64);  // a group is one line
         for (int64_t j = 0; j < kInt4Group; ++j) {
           const auto q = static_cast<uint8_t>(std::min(15.f, std::max(0.f, std::nearbyint((v[j] - m) / scale))));
           out[j % 64] |= static_cast<uint8_t>(j < 64 ? q : q << 4);

@@ -77,14 +77,14 @@ def test_int8_gemv_matches_float64(built, rows, n, k):
 
 @pytest.mark.parametrize("n,k", [(1, 5), (4, 64), (5, 100), (9, 130), (12, 2048), (7, 63)])
 def test_int8_blocks_are_stored_a_cache_line_at_a_time(built, n, k):
-    """native.block_int8 = layers.block_int8, unblock_int8 is its inverse, and a block's rows' 64-weight
+    """native.block_int8 = layers.block_rows, unblock_rows is its inverse, and a block's rows' 64-weight
     chunks lie one after another (the layout the GEMV streams)."""
-    from engine.model.layers import block_int8, unblock_int8
+    from engine.model.layers import block_rows, unblock_rows
 
     gen = torch.Generator().manual_seed(n * 100 + k)
     q = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8)
     blocked = native.block_int8(q)
-    assert torch.equal(blocked, block_int8(q)) and torch.equal(unblock_int8(blocked), q)
+    assert torch.equal(blocked, block_rows(q)) and torch.equal(unblock_rows(blocked), q)
     if n >= 4 and k >= 128:
         assert torch.equal(blocked.flatten()[64:128], q[1, :64]) and torch.equal(blocked.flatten()[256:320], q[0, 64:128])
 
