@@ -56,8 +56,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=list(DTYPE_NAMES))
     p.add_argument("--device", default="auto", choices=list(DEVICES))
     p.add_argument("--quantize", choices=[m for m in QUANTIZE_MODES if m],
-                   help="quantised decoder weights: 'int8' is weight-only (float32 activations; the recommended "
-                        "mode), 'int8-dynamic' also quantises activations (FBGEMM/QNNPACK; only faster where "
+                   help="quantised decoder weights: 'int8' is weight-only (activations kept to 16 bits per group; "
+                        "the recommended mode), 'int8-dynamic' also quantises activations (FBGEMM/QNNPACK; only faster where "
                         "the native kernels are not built), 'int4' is group-wise int4 (fastest on a CPU with "
                         "the native kernels, least exact)")
     p.add_argument("--offline", action="store_true", help="never download; use local folders or the Hugging Face cache")

@@ -283,7 +283,7 @@ class DiaModel(nn.Module):
         fastest mode on CPUs with the native kernels, the least exact; elsewhere it runs on a
         dequantising fallback (correct, slower than bf16).
         ``int8``: weight-only (activations keep bf16/fp32 precision), the faithful mode; on x86 CPUs
-        with ``engine.native`` built it runs at memory speed with float32 activations.
+        with ``engine.native`` built it runs at memory speed, activations as int16 codes per group of 128.
         ``int8-dynamic``: FBGEMM/QNNPACK's int8 GEMV, which also quantises each step's activations
         per call: a little less exact; about as fast as native weight-only on x86, faster than
         ``aten._weight_int8pack_mm`` where the native kernels are not built; falls back to

@@ -8,7 +8,7 @@ kernels and which is fastest depends on the CPU (native bfloat16 dot products or
                     the native GEMV of ``engine.native`` for decoding steps when it is built;
 * ``int8``        - FBGEMM/QNNPACK per-channel int8 weights with dynamically quantised activations
                     (``--quantize int8-dynamic``);
-* ``int8-native`` - weight-only int8 on the native GEMV, float32 activations (``--quantize int8``
+* ``int8-native`` - weight-only int8 on the native GEMV, activations as int16 codes (``--quantize int8``
                     on x86 CPUs where ``engine.native`` is built);
 * ``int8-wo``     - weight-only int8 through ``aten._weight_int8pack_mm``, activations stay bfloat16
                     (``--quantize int8`` elsewhere);
