@@ -348,12 +348,21 @@ def _exit_ignores_interrupts() -> None:
     atexit.register(_ignore_interrupts)
 
 
+def _interrupt_once(signum, frame) -> None:
+    """SIGINT handler: the first Ctrl-C cancels (KeyboardInterrupt), and before anything else runs,
+    later ones are ignored, so a second press while the command unwinds cannot land in the middle of
+    the cancellation and print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``dia-studio`` subcommand; returns the exit status (0, 2 on an error, 130 on Ctrl-C).
 
     The process's entry point: once a render's file is written or Ctrl-C was handled, Ctrl-C stays
     ignored, as the process is only exiting (and a traceback or a second message must not appear).
     """
+    previous = signal.signal(signal.SIGINT, _interrupt_once) if _in_main_thread() else None
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -361,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Cancelled.", file=sys.stderr)
         return EXIT_CANCELLED
     finally:
+        if previous is not None and signal.getsignal(signal.SIGINT) is _interrupt_once:
+            signal.signal(signal.SIGINT, previous)  # a caller in the same process gets its handler back
         _exit_ignores_interrupts()
 
 

@@ -207,3 +207,27 @@ def test_ctrl_c_while_the_process_exits_is_ignored(models, tmp_path):
     assert code == 0, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr and "KeyboardInterrupt" not in stderr
     assert sf.info(out).frames > 0
+
+
+def test_a_ctrl_c_already_ignores_the_next_one_when_it_reaches_the_command(monkeypatch):
+    """The first Ctrl-C cancels; by the time its KeyboardInterrupt unwinds through the command, a second
+    press is ignored (it once landed in the cancellation and printed a traceback)."""
+    import engine.cli as cli
+
+    seen = {}
+
+    def command(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.pause()  # the KeyboardInterrupt is raised by here
+        except KeyboardInterrupt:
+            seen["while unwinding"] = signal.getsignal(signal.SIGINT)
+            raise
+
+    monkeypatch.setattr(cli, "_run", command)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert cli.main([]) == 130
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert seen["while unwinding"] == signal.SIG_IGN
