@@ -207,6 +207,7 @@ class _TensorSource:
             part = _TensorSource(shard_path, stack)
             self._getters.update(part._getters)
             self._shapes.update(part._shapes)
+            self.mapped = self.mapped or part.mapped
 
     def _open_pickle(self, path: Path) -> None:
         state = torch_load_tensors(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -233,12 +234,7 @@ def test_a_loaded_model_keeps_its_weights_when_the_safetensors_file_is_rewritten
     folder = write_dia(tmp_path / "dia")
     model = load_dia(folder)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    weights = folder / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    start = 8 + int.from_bytes(data[:8], "little")
-    data[start:] = bytes(len(data) - start)  # every tensor zero, same file
-    with open(weights, "r+b") as f:
-        f.write(data)
+    _zero_tensor_bytes(folder / "model.safetensors")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -330,3 +326,36 @@ def test_index_without_a_weight_map_is_refused(sharded, tmp_path):
         (model / "model.safetensors.index.json").write_text(content)
         with pytest.raises(CheckpointError, match="model.safetensors.index.json"):
             load_dia(model)
+
+
+def _zero_tensor_bytes(weights) -> None:
+    """Overwrite every tensor of a safetensors file with zeros, in place (same file, same size)."""
+    data = bytearray(weights.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start:] = bytes(len(data) - start)
+    with open(weights, "r+b") as f:
+        f.write(data)
+
+
+def test_a_sharded_model_keeps_its_weights_when_its_shards_are_rewritten(sharded, tmp_path):
+    """Each shard is memory-mapped like a single file: a float32 load copies its tensors too."""
+    folder, index = sharded
+    model_folder = _copy_folder(folder, tmp_path / "dia")
+    model = load_dia(model_folder)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for shard in sorted(set(index["weight_map"].values())):
+        _zero_tensor_bytes(model_folder / shard)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_loaded_sharded_model_leaves_no_shard_mapped(sharded, tmp_path):
+    """Once loaded, no shard stays mapped into the process (a bf16 load's float32 norms used to pin them:
+    the whole checkpoint's pages then stayed in the process's resident memory)."""
+    folder, _ = sharded
+    model_folder = _copy_folder(folder, tmp_path / "dia")
+    model = load_dia(model_folder, dtype=torch.bfloat16)
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    assert str(model_folder) not in maps.read_text()
+    assert model.dtype == torch.bfloat16
