@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from engine import audio
+from engine import audio, heap
 from engine.device import pick_device, pick_dtype
 from engine.errors import GenerationError, InvalidParameterError, InvalidVoiceSampleError
 from engine.generate import StepProgress, generate_codes
@@ -72,6 +72,7 @@ class DiaEngine:
                                    progress=downloading, should_stop=should_stop)
         codec_path = resolve_model(options.codec, default_repo=DAC_REPO, offline=options.offline,
                                    progress=downloading, should_stop=should_stop)
+        heap.fix_mmap_threshold()  # large temporaries go back to the system when freed (engine.heap)
         report(LoadProgress("model", f"Loading Dia from {model_path} ({str(dtype).replace('torch.', '')}, {device})"))
         # quantised while read (never the whole model in full precision), cached on disk after the first load
         model = load_dia(model_path, device=device, dtype=dtype, cross_attn_rope=options.cross_attn_rope,
@@ -122,14 +123,16 @@ class DiaEngine:
         seed = resolve_seed(params.seed)
         settings = SamplingSettings(cfg_scale=params.cfg_scale, temperature=params.temperature, top_p=params.top_p,
                                     top_k=params.cfg_filter_top_k, max_new_tokens=params.max_new_tokens, seed=seed)
-        stream = _AudioStream(self.codec, on_audio, params.speed_factor) if on_audio is not None else None
+        # decoded in bounded windows as frames arrive, streamed or not: a one-shot decode of a long render
+        # holds ~1 GB of activations per 10 s of audio, and the audio is the same either way
+        stream = _AudioStream(self.codec, on_audio, params.speed_factor)
 
         def progress(p: StepProgress) -> None:
             report(RenderProgress("generate", p.step, p.max_steps, p.frames, p.frames_per_second, p.elapsed))
 
         with torch.inference_mode():
             result = generate_codes(self.model, encode_text(text), settings, prompt, on_progress=progress,
-                                    on_frames=stream.push if stream else None, should_stop=should_stop)
+                                    on_frames=stream.push, should_stop=should_stop)
         timings.update(prefill=result.prefill_seconds, generate=result.decode_seconds)
         positions = result.prompt_frames + 1 + result.steps
         if positions > self.model.cfg.dec_max_positions:
@@ -140,13 +143,7 @@ class DiaEngine:
             raise GenerationError("the model ended the audio immediately and produced no sound; try another seed")
         report(RenderProgress("finish", result.steps, result.steps, result.codes.shape[0]))
         t1 = time.perf_counter()
-        if stream is not None:
-            wave = stream.finish()
-        else:
-            with torch.inference_mode():
-                wave = self.codec.decode_numpy(result.codes.numpy())
-            if params.speed_factor != 1.0:
-                wave = audio.time_stretch(wave, SAMPLE_RATE, params.speed_factor)
+        wave = stream.finish()
         timings["decode"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         return RenderResult(np.ascontiguousarray(wave, dtype=np.float32), SAMPLE_RATE, seed, params, text,
@@ -192,13 +189,14 @@ class DiaEngine:
 
 
 class _AudioStream:
-    """Frames in, audio chunks out: chunked DAC decoding that matches a one-shot decode.
+    """Frames in, audio chunks out (to ``sink``, if any): chunked DAC decoding that matches a one-shot
+    decode up to float rounding, in windows of bounded size whatever the length.
 
     With a speed factor other than 1, the tempo change needs the whole utterance to sound right,
     so the audio is delivered once, stretched, at the end.
     """
 
-    def __init__(self, codec, sink: Callable[[AudioChunk], None], speed_factor: float) -> None:
+    def __init__(self, codec, sink: Callable[[AudioChunk], None] | None, speed_factor: float) -> None:
         self.decoder = StreamingDacDecoder(codec)
         self.sink = sink
         self.speed = speed_factor
@@ -215,13 +213,15 @@ class _AudioStream:
         wave = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.float32)
         if self.speed != 1.0:
             wave = audio.time_stretch(wave, SAMPLE_RATE, self.speed)
-            self.sink(AudioChunk(wave, 0))
+            if self.sink is not None:
+                self.sink(AudioChunk(wave, 0))
         return wave
 
     def _emit(self, samples: np.ndarray) -> None:
         if samples.size == 0:
             return
+        heap.trim()  # the window's activations leave holes that would stay resident (engine.heap)
         self.parts.append(samples)
-        if self.speed == 1.0:
+        if self.speed == 1.0 and self.sink is not None:
             self.sink(AudioChunk(samples, self.position))
         self.position += samples.size

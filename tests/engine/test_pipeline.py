@@ -52,7 +52,39 @@ def test_render_returns_model_audio_of_the_right_length(engine):
     # same seed, same codes
     again = engine.render(RenderRequest(SCRIPT, PARAMS))
     assert np.array_equal(again.codes, result.codes)
-    np.testing.assert_allclose(engine.codec.decode_numpy(result.codes), result.audio, atol=1e-6)
+    # decoded in windows inside the decoder's receptive field: a one-shot decode up to float rounding
+    np.testing.assert_allclose(engine.codec.decode_numpy(result.codes), result.audio, atol=2e-4)
+
+
+def test_a_render_without_a_listener_has_the_streamed_audio(engine):
+    """Streaming only adds a listener: the audio of a render is the same with or without one."""
+    plain = engine.render(RenderRequest(SCRIPT, PARAMS))
+    streamed = engine.render(RenderRequest(SCRIPT, PARAMS), on_audio=lambda _chunk: None)
+    np.testing.assert_array_equal(plain.audio, streamed.audio)
+
+
+def test_a_long_render_is_decoded_in_bounded_windows(engine, monkeypatch):
+    """The codec never sees the whole utterance at once: a one-shot decode's activations grow with
+    the length (~1 GB per 10 s of audio with the real DAC), a window's do not."""
+    from engine.model import dia
+    from engine.model.dac_stream import StreamingDacDecoder, decoder_context
+
+    decode = dia.DiaModel.decode
+
+    def never_eos(self, tokens, state, last_only=True):  # random weights must not end the render early
+        logits = decode(self, tokens, state, last_only)
+        logits[..., 0, engine.model.cfg.eos_token_id] = float("-inf")
+        return logits
+
+    monkeypatch.setattr(dia.DiaModel, "decode", never_eos)
+    windows = []
+    codec_decode = engine.codec.decode
+    monkeypatch.setattr(engine.codec, "decode", lambda codes: windows.append(codes.shape[-1]) or codec_decode(codes))
+    field = decoder_context(engine.codec.config)
+    bound = StreamingDacDecoder(engine.codec).chunk_frames + field.left + field.right
+    result = engine.render(RenderRequest(SCRIPT, GenerationParams(max_new_tokens=max(256, 2 * bound + 40), seed=3)))
+    assert result.codes.shape[0] > 2 * bound
+    assert len(windows) > 2 and max(windows) <= bound
 
 
 def test_streamed_chunks_join_into_the_rendered_audio(engine):
