@@ -81,6 +81,7 @@ def generate_codes(
     should_stop: Callable[[], bool] | None = None,
     step_mode: str = "auto",
     sync_every: int | None = None,
+    encodings: TextEncodings | None = None,
 ) -> CodesResult:
     """Generate the codes that follow ``text_ids`` (and the optional (L, C) prompt codes).
 
@@ -88,13 +89,15 @@ def generate_codes(
     channels are generated, which is what streaming playback decodes. ``should_stop`` is polled
     between steps; returning True raises :class:`CancelledError`. ``step_mode`` is ``loop``,
     ``static`` or ``auto`` (static on CUDA); ``sync_every`` is the static mode's steps between
-    host checks (default: ``GRAPH_SYNC_EVERY`` on CUDA, 1 elsewhere).
+    host checks (default: ``GRAPH_SYNC_EVERY`` on CUDA, 1 elsewhere). ``encodings`` reuses the text's
+    encoder states from an earlier render of the same text.
     """
     mode = resolve_step_mode(step_mode, model.device)
     every = sync_every or (GRAPH_SYNC_EVERY if model.device.type == "cuda" else 1)
     if every < 1:
         raise InvalidParameterError(f"sync_every must be at least 1 (got {every})")
-    render = start_render(model, text_ids, settings, prompt_codes, spare=every if mode == "static" else 0)
+    render = start_render(model, text_ids, settings, prompt_codes, spare=every if mode == "static" else 0,
+                          encodings=encodings)
     if mode == "static":
         return _run_static(render, every, on_progress, on_frames, should_stop)
     return _run_loop(render, on_progress, on_frames, should_stop)
@@ -137,17 +140,43 @@ class Render:
                            time.perf_counter() - t1, graph_seconds)
 
 
+def encode_guided(model: DiaModel, text_ids: list[int]) -> torch.Tensor:
+    """Encoder states (2, S, E) of the text (row 0) and of its unconditional twin, all zeros (row 1)."""
+    ids = torch.tensor([text_ids], dtype=torch.long, device=model.device)
+    return model.encode(torch.cat([ids, torch.zeros_like(ids)]))
+
+
+class TextEncodings:
+    """The last text's ``encode_guided`` states, reused when the next render has the same text (a
+    retake: same script, another seed). The encoder pass is most of a prefill (0.55 of 0.73 s for a
+    two-line script with Dia-1.6B bf16 on two cores). Holds one text, for one model whose weights
+    do not change (an engine's)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, ...] | None = None
+        self._states: torch.Tensor | None = None
+
+    def get(self, model: DiaModel, text_ids: list[int]) -> torch.Tensor:
+        key = tuple(text_ids)
+        if self._states is None or key != self._key:
+            self._key = self._states = None  # an interrupted pass leaves nothing stale behind
+            self._states = encode_guided(model, text_ids)
+            self._key = key
+        return self._states
+
+
 def start_render(model: DiaModel, text_ids: list[int], settings: SamplingSettings,
-                 prompt_codes: torch.Tensor | None = None, spare: int = 0) -> Render:
-    """Encode the text, lay out the delayed buffer (plus ``spare`` unused positions) and prefill."""
+                 prompt_codes: torch.Tensor | None = None, spare: int = 0,
+                 encodings: TextEncodings | None = None) -> Render:
+    """Encode the text (through ``encodings`` when given), lay out the delayed buffer (plus ``spare``
+    unused positions) and prefill."""
     cfg = model.cfg
     device = model.device
     delays = cfg.delay_pattern
     max_delay = max(delays)
     t0 = time.perf_counter()
 
-    ids = torch.tensor([text_ids], dtype=torch.long, device=device)
-    enc = model.encode(torch.cat([ids, torch.zeros_like(ids)]))
+    enc = encodings.get(model, text_ids) if encodings is not None else encode_guided(model, text_ids)
 
     prompt_len = 0 if prompt_codes is None else int(prompt_codes.shape[0])
     grid = prefill_grid(prompt_codes, delays, cfg.bos_token_id, nari_compat=settings.nari_compat).to(device)

@@ -20,7 +20,7 @@ import torch
 from engine import audio, heap
 from engine.device import pick_device, pick_dtype
 from engine.errors import GenerationError, InvalidParameterError, InvalidVoiceSampleError
-from engine.generate import StepProgress, generate_codes
+from engine.generate import StepProgress, TextEncodings, generate_codes
 from engine.model.checkpoint import load_dia
 from engine.model.config import SAMPLE_RATE
 from engine.model.dac_checkpoint import load_dac
@@ -50,6 +50,7 @@ class DiaEngine:
         self.codec = codec
         self.options = options
         self.load_seconds = load_seconds
+        self.encodings = TextEncodings()  # a retake of the same text skips the encoder
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -132,7 +133,7 @@ class DiaEngine:
 
         with torch.inference_mode():
             result = generate_codes(self.model, encode_text(text), settings, prompt, on_progress=progress,
-                                    on_frames=stream.push, should_stop=should_stop)
+                                    on_frames=stream.push, should_stop=should_stop, encodings=self.encodings)
         timings.update(prefill=result.prefill_seconds, generate=result.decode_seconds)
         positions = result.prompt_frames + 1 + result.steps
         if positions > self.model.cfg.dec_max_positions:

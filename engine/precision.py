@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from engine.generate import generate_codes, resolve_step_mode
+from engine.generate import encode_guided, generate_codes, resolve_step_mode
 from engine.model.dia import DiaModel
 from engine.model.tokenizer import encode_text
 from engine.sampling import SamplingSettings
@@ -97,8 +97,7 @@ def _teacher_forced(model: DiaModel, text_ids: list[int], steps: int, seed: int,
     tokens = torch.randint(0, 1024, (1, steps, cfg.num_channels), generator=torch.Generator().manual_seed(seed))
     tokens[:, 0] = cfg.bos_token_id
     tokens = tokens.to(device).expand(2, -1, -1)
-    ids = torch.tensor([text_ids], device=device)
-    state = model.start_decoder(model.encode(torch.cat([ids, torch.zeros_like(ids)])), None, steps)
+    state = model.start_decoder(encode_guided(model, text_ids), None, steps)
     out = []
     for t in range(steps):
         if mode == "static":

@@ -185,3 +185,38 @@ def test_only_s2_cloned_swaps_the_speakers_for_the_model(engine):
     assert voice.swap_speakers and voice.transcript == "[S1] Hello, it's Bo."
     result = engine.render(RenderRequest(SCRIPT, PARAMS, voice))
     assert result.model_text == "[S1] Hello, it's Bo.\n[S2] Hello there. [S1] Hi! (laughs)"
+
+
+def _count_encoder_passes(engine, monkeypatch) -> list[int]:
+    calls = []
+    encode = engine.model.encode
+    monkeypatch.setattr(engine.model, "encode", lambda ids, *a: calls.append(ids.shape[1]) or encode(ids, *a))
+    return calls
+
+
+def test_a_retake_of_the_same_text_reuses_its_encoding_and_sounds_the_same(engine, monkeypatch):
+    """A second render of the same script (another take) skips the text encoder; with the same seed
+    it gives the same codes and audio as the first."""
+    passes = _count_encoder_passes(engine, monkeypatch)
+    first = engine.render(RenderRequest("[S1] A retake, please.", PARAMS))
+    again = engine.render(RenderRequest("[S1] A retake, please.", PARAMS))
+    assert len(passes) == 1
+    assert np.array_equal(first.codes, again.codes)
+    np.testing.assert_array_equal(first.audio, again.audio)
+
+
+def test_another_text_is_encoded_anew(engine, monkeypatch):
+    passes = _count_encoder_passes(engine, monkeypatch)
+    engine.render(RenderRequest("[S1] One text.", PARAMS))
+    other = engine.render(RenderRequest("[S1] Another text entirely.", PARAMS))
+    engine.render(RenderRequest("[S1] One text.", PARAMS))  # only the last text is kept
+    assert len(passes) == 3
+    assert other.model_text == "[S1] Another text entirely."
+
+
+def test_a_cancelled_render_leaves_its_text_encoding_for_the_retake(engine, monkeypatch):
+    passes = _count_encoder_passes(engine, monkeypatch)
+    with pytest.raises(CancelledError):
+        engine.render(RenderRequest("[S1] Stop me early.", PARAMS), should_stop=lambda: True)
+    engine.render(RenderRequest("[S1] Stop me early.", PARAMS))
+    assert len(passes) == 1
