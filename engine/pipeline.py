@@ -24,7 +24,7 @@ from engine.generate import StepProgress, TextEncodings, generate_codes
 from engine.model.checkpoint import load_dia
 from engine.model.config import SAMPLE_RATE
 from engine.model.dac_checkpoint import load_dac
-from engine.model.dac_stream import StreamingDacDecoder
+from engine.model.dac_stream import WINDOW_FRAMES, StreamingDacDecoder
 from engine.model.hub import DAC_REPO, DIA_REPO, DownloadProgress, resolve_model
 from engine.model.tokenizer import encode_text
 from engine.params import resolve_seed
@@ -198,7 +198,10 @@ class _AudioStream:
     """
 
     def __init__(self, codec, sink: Callable[[AudioChunk], None] | None, speed_factor: float) -> None:
-        self.decoder = StreamingDacDecoder(codec)
+        # a listener wants audio early: small first chunks; without one (or with a tempo change, heard only
+        # at the end), every window is a full one
+        first = 4 if sink is not None and speed_factor == 1.0 else WINDOW_FRAMES
+        self.decoder = StreamingDacDecoder(codec, first_chunk_frames=first)
         self.sink = sink
         self.speed = speed_factor
         self.parts: list[np.ndarray] = []

@@ -57,10 +57,12 @@ def test_render_returns_model_audio_of_the_right_length(engine):
 
 
 def test_a_render_without_a_listener_has_the_streamed_audio(engine):
-    """Streaming only adds a listener: the audio of a render is the same with or without one."""
+    """Streaming only adds a listener: the audio of a render is the same with or without one, up to
+    the float rounding of where the decoding windows fall (a listener gets small ones first)."""
     plain = engine.render(RenderRequest(SCRIPT, PARAMS))
     streamed = engine.render(RenderRequest(SCRIPT, PARAMS), on_audio=lambda _chunk: None)
-    np.testing.assert_array_equal(plain.audio, streamed.audio)
+    assert np.array_equal(plain.codes, streamed.codes) and plain.audio.shape == streamed.audio.shape
+    np.testing.assert_allclose(plain.audio, streamed.audio, atol=2e-4, rtol=0)
 
 
 def test_a_long_render_is_decoded_in_bounded_windows(engine, monkeypatch):
