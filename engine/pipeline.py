@@ -198,10 +198,10 @@ class _AudioStream:
     """
 
     def __init__(self, codec, sink: Callable[[AudioChunk], None] | None, speed_factor: float) -> None:
-        # a listener wants audio early: small first chunks; without one (or with a tempo change, heard only
-        # at the end), every window is a full one
-        first = 4 if sink is not None and speed_factor == 1.0 else WINDOW_FRAMES
-        self.decoder = StreamingDacDecoder(codec, first_chunk_frames=first)
+        # a listener wants audio early: the decoder's small first chunks; without one (or with a tempo
+        # change, heard only at the end), every window is a full one
+        early = sink is not None and speed_factor == 1.0
+        self.decoder = StreamingDacDecoder(codec) if early else StreamingDacDecoder(codec, first_chunk_frames=WINDOW_FRAMES)
         self.sink = sink
         self.speed = speed_factor
         self.parts: list[np.ndarray] = []
