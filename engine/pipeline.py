@@ -190,16 +190,16 @@ class DiaEngine:
 
 
 class _AudioStream:
-    """Frames in, audio chunks out (to ``sink``, if any): chunked DAC decoding that matches a one-shot
-    decode up to float rounding, in windows of bounded size whatever the length.
+    """Frames in, audio chunks out (to ``sink``, if any): streaming DAC decoding that matches a one-shot
+    decode up to float rounding, in steps of bounded size whatever the length.
 
     With a speed factor other than 1, the tempo change needs the whole utterance to sound right,
     so the audio is delivered once, stretched, at the end.
     """
 
     def __init__(self, codec, sink: Callable[[AudioChunk], None] | None, speed_factor: float) -> None:
-        # a listener wants audio early: the decoder's small first chunks; without one (or with a tempo
-        # change, heard only at the end), every window is a full one
+        # a listener wants audio early: the decoder's small first steps; without one (or with a tempo
+        # change, heard only at the end), every step is a full window
         early = sink is not None and speed_factor == 1.0
         self.decoder = StreamingDacDecoder(codec) if early else StreamingDacDecoder(codec, first_chunk_frames=WINDOW_FRAMES)
         self.sink = sink

@@ -208,10 +208,11 @@ class Snake(nn.Module):
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Snake of ``x``, written into ``out`` if given (a view of x's shape, e.g. part of a buffer)."""
         # Same operations as the original TorchScript function (bit-exact: IEEE multiplication and
         # addition commute), done in place on one temporary: the full-rate layers are memory-bound.
-        y = torch.mul(x, self.alpha)
+        y = torch.mul(x, self.alpha) if out is None else torch.mul(x, self.alpha, out=out)
         y.sin_().square_().mul_((self.alpha + 1e-9).reciprocal())
         return y.add_(x)
 

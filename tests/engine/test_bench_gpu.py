@@ -30,7 +30,7 @@ def test_bench_gpu_runs_on_the_cpu_with_the_tiny_model(tmp_path):
         assert row["steps"] == 40 and row["frames_per_s"] > 0 and row["rtf"] > 0
     ours = report["rows"][1]
     assert ours["frames"] == 40 - 15  # EOS suppressed: the render runs all its steps
-    assert ours["dac_x_real_time"] > 0 and ours["x_transformers"] > 0
+    assert ours["dac_x_real_time"] > 0 and ours["dac_stream_x_real_time"] > 0 and ours["x_transformers"] > 0
     agreement = report["agreement"]["bfloat16"]
     assert agreement["step_mode"] == "static" and agreement["argmax_agreement"] >= 0.9
     assert "frames/s" in proc.stdout and "against float32" in proc.stdout

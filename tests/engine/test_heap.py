@@ -64,13 +64,12 @@ def test_trim_reports_that_it_ran():
 
 
 def test_the_threshold_keeps_a_decoding_windows_activations_in_the_heap():
-    """A streamed window of the 44.1 kHz DAC ends in activations of (last channels × window samples)
+    """A streaming step of the 44.1 kHz DAC ends in activations of (last channels × step samples)
     float32: mapping those anew every window made decoding a third slower."""
     from engine.model.dac import DacConfig
     from engine.model.dac_stream import WINDOW_FRAMES, decoder_context
 
     config = DacConfig()
-    field = decoder_context(config)
     channels = config.decoder_dim >> len(config.decoder_rates)
-    window_bytes = channels * (WINDOW_FRAMES + field.left + field.right) * config.hop_length * 4
+    window_bytes = channels * (WINDOW_FRAMES + decoder_context(config).right) * config.hop_length * 4
     assert 8 * 1024 * 1024 < window_bytes < heap.MMAP_THRESHOLD_BYTES

@@ -67,9 +67,9 @@ def test_a_render_without_a_listener_has_the_streamed_audio(engine):
 
 def test_a_long_render_is_decoded_in_bounded_windows(engine, monkeypatch):
     """The codec never sees the whole utterance at once: a one-shot decode's activations grow with
-    the length (~1 GB per 10 s of audio with the real DAC), a window's do not."""
+    the length (~1 GB per 10 s of audio with the real DAC), a streaming step's do not."""
     from engine.model import dia
-    from engine.model.dac_stream import StreamingDacDecoder, decoder_context
+    from engine.model.dac_stream import WINDOW_FRAMES, decoder_context
 
     decode = dia.DiaModel.decode
 
@@ -79,14 +79,14 @@ def test_a_long_render_is_decoded_in_bounded_windows(engine, monkeypatch):
         return logits
 
     monkeypatch.setattr(dia.DiaModel, "decode", never_eos)
-    windows = []
-    codec_decode = engine.codec.decode
-    monkeypatch.setattr(engine.codec, "decode", lambda codes: windows.append(codes.shape[-1]) or codec_decode(codes))
-    field = decoder_context(engine.codec.config)
-    bound = StreamingDacDecoder(engine.codec).chunk_frames + field.left + field.right
+    steps = []
+    quantizer_decode = engine.codec.quantizer.decode
+    monkeypatch.setattr(engine.codec.quantizer, "decode",
+                        lambda codes: steps.append(codes.shape[-1]) or quantizer_decode(codes))
+    bound = WINDOW_FRAMES + decoder_context(engine.codec.config).right  # the first step also takes the look-ahead
     result = engine.render(RenderRequest(SCRIPT, GenerationParams(max_new_tokens=max(256, 2 * bound + 40), seed=3)))
     assert result.codes.shape[0] > 2 * bound
-    assert len(windows) > 2 and max(windows) <= bound
+    assert len(steps) > 2 and max(steps) <= bound and sum(steps) == result.codes.shape[0]
 
 
 def test_streamed_chunks_join_into_the_rendered_audio(engine):
