@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -39,6 +39,9 @@ from app.model_settings import engine_options
 from app.render_controller import expected_steps
 from app.settings import STT_MODEL, Option, Settings
 from app.workers import API, PROGRESS_INTERVAL, RENDERING, RenderJob, RenderQueue, format_seconds
+
+if TYPE_CHECKING:
+    from engine.server import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ class AppBackend(QObject):
     def _current_model_id(self) -> str:
         from engine.server import model_id_for
 
-        return model_id_for(engine_options(self.settings).model)
+        return model_id_for(engine_options(self.settings))
 
     @property
     def model_id(self) -> str:
@@ -277,8 +280,7 @@ class ApiServer(QObject):
         self._library = library
         self._history = history
         self.backend: AppBackend | None = None
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
         self._sock: socket.socket | None = None
         self.token = ""
         self.host = LOOPBACK_HOST
@@ -286,7 +288,7 @@ class ApiServer(QObject):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._server is not None and self._server.running
 
     @property
     def url(self) -> str:
@@ -317,9 +319,7 @@ class ApiServer(QObject):
         return True
 
     def _serve(self, port: int, lan: bool) -> None:
-        import uvicorn
-
-        from engine.server import ServerConfig, create_app, resolve_token
+        from engine.server import BackgroundServer, ServerConfig, bind_socket, create_app, resolve_token
 
         library, history = self._library(), self._history()
         if library is None or history is None:
@@ -327,41 +327,37 @@ class ApiServer(QObject):
         token, _source = resolve_token(None)
         host = ALL_HOSTS if lan else LOOPBACK_HOST
         config = ServerConfig(token=token, host=host, port=port, allow_remote=lan)
-        from engine.server import bind_socket
-
         sock = bind_socket(host, port)
         backend = AppBackend(self.queue, self.settings, self)
-        app = create_app(config, backend, library=library, transcriber=self._transcriber(),
-                         history=NotifyingHistory(history, self.historyChanged.emit))  # type: ignore[arg-type]
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
-                                               server_header=False, timeout_graceful_shutdown=int(STOP_SECONDS)))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dia-api-server", daemon=True)
-        thread.start()
-        self.backend, self._server, self._thread, self._sock = backend, server, thread, sock
+        try:
+            app = create_app(config, backend, library=library,
+                             transcriber=engine.optional_transcriber(self.settings.get(STT_MODEL)),
+                             history=NotifyingHistory(history, self.historyChanged.emit))  # type: ignore[arg-type]
+            server = BackgroundServer(app, sock, name="dia-api-server", stop_timeout=STOP_SECONDS, log_config=None,
+                                      log_level="warning", access_log=False, server_header=False,
+                                      timeout_graceful_shutdown=int(STOP_SECONDS))
+            server.start()
+        except BaseException:
+            sock.close()
+            backend.deleteLater()
+            raise
+        self.backend, self._server, self._sock = backend, server, sock
         self.token, self.host, self.port = token, host, sock.getsockname()[1]
         log.info("API server listening on %s:%d", host, self.port)  # never the token
-
-    def _transcriber(self) -> engine.WhisperTranscriber | None:
-        """Whisper (the voice library's model, never downloaded here) for uploads without a transcript."""
-        if not engine.stt_available():
-            return None
-        return engine.WhisperTranscriber(model=self.settings.get(STT_MODEL), allow_download=False)
 
     def stop(self, *, remember: bool = True) -> None:
         """Stop serving (cancelling API renders in flight). ``remember=False`` (quitting) keeps it
         marked as running, so the next launch starts it again."""
         if remember:
             self.settings.set(API_SERVER_ON, False)
-        if self._thread is None:
+        if self._server is None:
             return
         self.backend.close()
-        self._server.should_exit = True
-        self._thread.join(STOP_SECONDS)
-        if self._thread.is_alive():
+        if not self._server.stop():
             log.error("the API server did not stop within %.0f s", STOP_SECONDS)
         self._sock.close()
         self.backend.deleteLater()
-        self._server = self._thread = self._sock = self.backend = None
+        self._server = self._sock = self.backend = None
         self.stateChanged.emit(False)
 
     def restore(self) -> None:

@@ -32,8 +32,6 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -174,9 +172,9 @@ def check_api_server(models: tuple[Path, Path], folder: Path, *, port: int = 0) 
     ``GET /v1/models`` with the token and without it (401), one short ``POST /v1/audio/speech``
     whose WAV soundfile decodes; then stopped. Raises with what went wrong."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - what serves it (engine.server loads it lazily): a bundle may lack it
 
-        from engine.server import EngineBackend, ServerConfig, bind_socket, create_app
+        from engine.server import BackgroundServer, EngineBackend, ServerConfig, ServerStartError, bind_socket, create_app
     except ImportError as exc:
         raise RuntimeError(f"the API server is missing from this install ({exc}); reinstall Dia Studio") from None
     from engine import DiaStudioError, EngineOptions, RenderHistory, VoiceLibrary
@@ -194,42 +192,23 @@ def check_api_server(models: tuple[Path, Path], folder: Path, *, port: int = 0) 
     with contextlib.closing(sock), VoiceLibrary(folder / "voices") as library, \
             RenderHistory(folder / "history") as history:
         app = create_app(config, backend, library=library, history=history)
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
-                                               server_header=False))
-        with _serving(server, sock):
-            host, bound = sock.getsockname()[:2]
-            return {"port": bound, **_exercise_api(f"http://{host}:{bound}", token, backend.model_id)}
-
-
-@contextlib.contextmanager
-def _serving(server, sock) -> Iterator[None]:
-    """Run uvicorn's ``server`` on ``sock`` in a thread while the block runs, then stop it; its
-    errors are raised here (never printed as a thread's traceback)."""
-    errors: list[BaseException] = []
-
-    def serve() -> None:
+        server = BackgroundServer(app, sock, name="self-test-api-server", start_timeout=API_WAIT_SECONDS,
+                                  stop_timeout=API_WAIT_SECONDS, log_config=None, log_level="warning",
+                                  access_log=False, server_header=False)
         try:
-            server.run(sockets=[sock])
-        except BaseException as exc:  # noqa: BLE001 - reported by the check
-            errors.append(exc)
-
-    thread = threading.Thread(target=serve, name="self-test-api-server", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + API_WAIT_SECONDS
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            thread.join(0.01)
-        if not server.started:
-            why = f": {type(errors[0]).__name__}: {errors[0]}" if errors else ""
-            raise RuntimeError(f"the API server did not start{why}")
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(API_WAIT_SECONDS)
-    if thread.is_alive():
+            server.start()
+        except ServerStartError as exc:
+            raise RuntimeError(exc.message) from None
+        try:
+            host, bound = sock.getsockname()[:2]
+            answers = _exercise_api(f"http://{host}:{bound}", token, backend.model_id)
+        finally:
+            stopped = server.stop()
+    if not stopped:
         raise RuntimeError(f"the API server did not stop within {API_WAIT_SECONDS:.0f} s")
-    if errors:
-        raise RuntimeError(f"the API server stopped with {type(errors[0]).__name__}: {errors[0]}")
+    if server.error is not None:
+        raise RuntimeError(f"the API server stopped with {type(server.error).__name__}: {server.error}")
+    return {"port": bound, **answers}
 
 
 def _exercise_api(url: str, token: str, model_id: str) -> dict:

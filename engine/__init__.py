@@ -53,7 +53,7 @@ _EXPORTS = {
                       "MIN_SECONDS", "RECOMMENDED_SECONDS", "MAX_SECONDS"],
     "engine.recorder": ["Recorder", "Recording", "Level", "InputDevice", "InputStatus", "input_status",
                         "input_devices", "record"],
-    "engine.stt": ["WhisperTranscriber", "Transcriber", "stt_available"],
+    "engine.stt": ["WhisperTranscriber", "Transcriber", "stt_available", "optional_transcriber", "STT_OFF"],
     "engine.paths": ["data_dir", "voices_dir"],
     "engine.files": ["atomic_write", "atomic_write_bytes", "atomic_write_text", "ensure_private_dir"],
     "engine.native": ["check_kernels"],

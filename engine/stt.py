@@ -22,6 +22,8 @@ from engine.errors import MissingDependencyError, ModelNotFoundError
 
 WHISPER_RATE = 16000
 DEFAULT_MODEL = "base.en"
+STT_OFF = "off"
+"""The model name that turns automatic transcription off (``dia-studio serve --stt-model off``)."""
 _MODEL_FILES = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*"]
 
 
@@ -56,6 +58,15 @@ def stt_available() -> bool:
 
 
 INSTALL_HINT = "pip install 'dia-studio[stt]'"
+
+
+def optional_transcriber(model: str | None = None) -> WhisperTranscriber | None:
+    """Whisper for ``model`` (None or empty: ``DEFAULT_MODEL``) where it can run, as the API servers
+    fill in the transcripts of uploads: None when ``model`` is ``STT_OFF`` or faster-whisper is not
+    installed. The model is never downloaded, and is only looked for and loaded on first use."""
+    if model == STT_OFF or not stt_available():
+        return None
+    return WhisperTranscriber(model=model or DEFAULT_MODEL, allow_download=False)
 
 
 def require_stt(feature: str = "Automatic transcription") -> None:

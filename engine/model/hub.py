@@ -132,13 +132,39 @@ def _offline_message(repo_id: str) -> str:
 
 
 def _repo_files(repo_id: str, read_json: Callable[[str], dict]) -> list[str]:
-    """The files a repository needs for loading (the 0626 repo stores its weights three times)."""
+    """The files a repository needs for loading (the 0626 repo stores its weights three times).
+    Raises ``ModelNotFoundError`` when its shard index is not one Dia Studio can trust."""
     try:
         index = read_json("model.safetensors.index.json")
     except FileNotFoundError:
         return ["config.json", "model.safetensors"]
-    shards = sorted(set(index.get("weight_map", {}).values()))
-    return ["config.json", "model.safetensors.index.json", *shards]
+    except ValueError as exc:  # not JSON (a corrupt or truncated download)
+        raise ModelNotFoundError(f"the repository {repo_id} has a model.safetensors.index.json that is not valid "
+                                 f"JSON ({exc})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise ModelNotFoundError(f"the repository {repo_id} has a model.safetensors.index.json without a "
+                                 f"weight_map of tensor names to shard files")
+    for shard in weight_map.values():
+        _check_shard_name(repo_id, shard)
+    return ["config.json", "model.safetensors.index.json", *sorted(set(weight_map.values()))]
+
+
+def _check_shard_name(repo_id: str, name: object) -> None:
+    """Refuse a shard name the index could use to reach outside the repository: it must be a relative
+    POSIX path (no ``..`` or empty parts; no backslash, colon, as in a drive letter, or control
+    character) of a ``.safetensors`` file."""
+    if not isinstance(name, str):
+        problem = f"a shard that is not a file name ({name!r})"
+    elif not name.endswith(".safetensors"):
+        problem = f"the shard {name!r}, which is not a .safetensors file"
+    elif any(c in "\\:" or ord(c) < 32 for c in name) or any(part in ("", ".", "..") for part in name.split("/")):
+        # an empty part is a leading slash (an absolute path) or a doubled one
+        problem = f"the shard {name!r}, which is not a relative path inside the repository"
+    else:
+        return
+    raise ModelNotFoundError(f"the repository {repo_id} can't be loaded: its model.safetensors.index.json names "
+                             f"{problem}")
 
 
 def cached_snapshot(repo_id: str, *, cache_dir: str | Path | None = None) -> Path | None:

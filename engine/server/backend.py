@@ -20,14 +20,19 @@ from engine import (
     DIA_REPO,
     AudioChunk,
     DiaEngine,
+    DiaStudioError,
     EngineOptions,
     EpisodeProgress,
     LoadProgress,
     RenderRequest,
     RenderResult,
+    pick_device,
+    pick_dtype,
 )
 
 WEIGHT_SUFFIXES = (".pth", ".bin", ".safetensors", ".pt")
+DTYPE_TAGS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+"""How a model id names the transformer's dtype."""
 T = TypeVar("T")
 Report = Callable[[EpisodeProgress], None]
 
@@ -38,7 +43,7 @@ class RenderBackend(Protocol):
 
     @property
     def model_id(self) -> str:
-        """The id ``GET /v1/models`` lists for the loaded model."""
+        """The id ``GET /v1/models`` lists for the loaded model, naming its precision too (``model_id_for``)."""
         ...
 
     def render(self, request: RenderRequest, *, on_audio: Callable[[AudioChunk], None] | None,
@@ -60,12 +65,35 @@ class EngineRunner(Protocol):
         ...
 
 
-def model_id_for(spec: str | None) -> str:
-    """A short lower-case id for a model spec: the repo or folder name (a weight file's folder)."""
+def model_id_for(options: EngineOptions, dtype: str | None = None) -> str:
+    """The id the server lists for the model ``options`` load: ``<name>-<dtype>[-<quantize>]``, e.g.
+    ``dia-1.6b-0626-bf16``, ``dia-1.6b-0626-fp32-int8``, ``dia-1.6b-0626-bf16-int4``. The name is the
+    repo's or folder's (a weight file's folder), lower-case; the dtype (fp32, bf16, fp16) is ``dtype``
+    (the name a loaded model has, e.g. ``bfloat16``), else the options' with ``auto`` resolved for this
+    machine; the quantisation is the options' (none: exact weights)."""
+    tag = _dtype_name(options) if dtype is None else dtype.replace("torch.", "")
+    parts = [_model_name(options.model), DTYPE_TAGS.get(tag, tag)]
+    if options.quantize:
+        parts.append(options.quantize)
+    return "-".join(parts)
+
+
+def _model_name(spec: str | None) -> str:
     text = (spec or DIA_REPO).rstrip("/\\")
     path = Path(text)
     name = path.parent.name if path.suffix.lower() in WEIGHT_SUFFIXES and path.parent.name else path.name
     return (name or "dia").lower()
+
+
+def _dtype_name(options: EngineOptions) -> str:
+    """The dtype ``options`` load the transformer in (``auto`` as this machine resolves it)."""
+    preference = (options.dtype or "auto").lower()
+    if preference != "auto":
+        return preference
+    try:
+        return str(pick_dtype(preference, pick_device(options.device))).replace("torch.", "")
+    except DiaStudioError:  # a device this machine lacks: loading will say so
+        return preference
 
 
 class EngineBackend:
@@ -77,7 +105,9 @@ class EngineBackend:
 
     @property
     def model_id(self) -> str:
-        return model_id_for(self.options.model)
+        """``model_id_for`` the options, with the dtype the model loaded in once it is loaded."""
+        loaded = None if self.engine is None else str(self.engine.model.dtype)
+        return model_id_for(self.options, loaded)
 
     def load(self, on_progress: Callable[[LoadProgress], None] | None = None) -> DiaEngine:
         """Load the model and codec now (typed errors if they can't be)."""

@@ -93,7 +93,8 @@ class ErrorBody(BaseModel):
 
 
 class ModelCard(BaseModel):
-    id: str
+    id: str = Field(description="The model and how it runs: <name>-<dtype>[-<quantisation>], e.g. "
+                                "dia-1.6b-0626-bf16 or dia-1.6b-0626-bf16-int4")
     object: Literal["model"] = "model"
     created: int
     owned_by: str

@@ -24,8 +24,6 @@ from engine.server.config import (
     resolve_token,
 )
 
-STT_OFF = "off"
-
 
 def register(subparsers, add_engine_options: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``dia-studio`` parser."""
@@ -68,18 +66,14 @@ def _url(sock: socket.socket) -> str:
 
 
 def _transcriber(model: str | None):
-    """Whisper for uploads without a transcript (loaded on first use); None when ``off`` or without
-    faster-whisper."""
+    """Whisper for uploads without a transcript (``engine.optional_transcriber``), with a warning when
+    ``--stt-model`` names one that can't run without faster-whisper."""
     import engine
 
-    if model == STT_OFF:
-        return None
-    if not engine.stt_available():
-        if model:
-            print("warning: --stt-model needs faster-whisper (pip install 'dia-studio[stt]'); uploads without a "
-                  "transcript keep none", file=sys.stderr)
-        return None
-    return engine.WhisperTranscriber(**({"model": model} if model else {}), allow_download=False)
+    if model and model != engine.STT_OFF and not engine.stt_available():
+        print("warning: --stt-model needs faster-whisper (pip install 'dia-studio[stt]'); uploads without a "
+              "transcript keep none", file=sys.stderr)
+    return engine.optional_transcriber(model)
 
 
 def cmd_serve(args) -> int:

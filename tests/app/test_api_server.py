@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 import engine
+from app import settings as opts
 from app.api_server import API_SERVER_LAN, API_SERVER_ON, API_SERVER_PORT, LOOPBACK_HOST
 from app.workers import API, CANCELLED, DONE
 from tests.app.conftest import make_window
@@ -162,6 +163,16 @@ def test_the_token_is_required(qtbot, window):
     call = Request("GET", f"http://{LOOPBACK_HOST}:{port}/v1/models", headers={"Authorization": "Bearer wrong"})
     qtbot.waitUntil(lambda: not call.is_alive(), timeout=10000)
     assert call.response.status_code == 401
+
+
+def test_the_model_id_names_the_precision_of_the_model_settings(qtbot, model_settings):
+    model_settings.set(opts.QUANTIZE_MODE, "int8")  # the tiny model (folder "dia") in float32, int8 weights
+    window = make_window(qtbot, model_settings)
+    port = free_port()
+    start_from_dialog(qtbot, window, port)
+    models = httpx.get(f"http://{LOOPBACK_HOST}:{port}/v1/models", timeout=10,
+                       headers={"Authorization": f"Bearer {window.api_server.token}"})
+    assert [card["id"] for card in models.json()["data"]] == ["dia-fp32-int8"]
 
 
 def test_allowing_other_computers_is_off_by_default_and_warns(qtbot, window, test_output_dir):

@@ -173,6 +173,56 @@ def test_empty_cache_offline(tmp_path):
         resolve_model(SHARDED_REPO, offline=True, cache_dir=tmp_path / "does-not-exist")
 
 
+def index_naming(*shards) -> bytes:
+    """A ``model.safetensors.index.json`` whose weight map names ``shards``."""
+    return json.dumps({"metadata": {}, "weight_map": {f"layer{i}.weight": s for i, s in enumerate(shards)}}).encode()
+
+
+# Shard names an index must not use: outside the repository, absolute, Windows tricks, not safetensors.
+UNSAFE_SHARDS = ["../../evil.safetensors", "sub/../../evil.safetensors", "/etc/evil.safetensors",
+                 "//server/share/evil.safetensors", "C:/evil.safetensors", "C:evil.safetensors",
+                 "..\\..\\evil.safetensors", "sub\\evil.safetensors", "./evil.safetensors", "sub//evil.safetensors",
+                 "evil\x00.safetensors", "evil.safetensors:stream.safetensors", "model-00001.bin", "evil", "", 7, None]
+
+
+@pytest.mark.parametrize("shard", UNSAFE_SHARDS)
+def test_a_cached_index_naming_an_unsafe_shard_is_refused(tmp_path, shard):
+    files = {**needed(sharded_files(), SHARDED_NEEDED), "model.safetensors.index.json": index_naming(SHARDS[0], shard)}
+    make_cached_repo(tmp_path, SHARDED_REPO, files)
+    with pytest.raises(ModelNotFoundError) as err:
+        cached_snapshot(SHARDED_REPO, cache_dir=tmp_path)
+    message = str(err.value)
+    assert err.value.code == "model_not_found"
+    assert SHARDED_REPO in message and "model.safetensors.index.json" in message and repr(shard) in message
+
+
+def test_resolving_a_cached_repo_with_an_unsafe_shard_says_so_not_that_it_is_missing(tmp_path):
+    files = {**needed(sharded_files(), SHARDED_NEEDED),
+             "model.safetensors.index.json": index_naming("../../evil.safetensors")}
+    make_cached_repo(tmp_path, SHARDED_REPO, files)
+    with pytest.raises(ModelNotFoundError, match="not a relative path inside the repository") as err:
+        resolve_model(SHARDED_REPO, offline=True, cache_dir=tmp_path)
+    assert "offline mode" not in str(err.value)
+
+
+def test_shards_in_a_subfolder_of_the_repository_are_accepted(tmp_path):
+    nested = "weights/model-00001-of-00001.safetensors"
+    snapshot = make_cached_repo(tmp_path, SHARDED_REPO, needed(sharded_files(), ["config.json"]))
+    make_cached_repo(tmp_path, SHARDED_REPO, {"model.safetensors.index.json": index_naming(nested)})
+    (snapshot / "weights").mkdir()
+    make_cached_repo(tmp_path, SHARDED_REPO, {nested: _payload("nested", 1000)})
+    assert cached_snapshot(SHARDED_REPO, cache_dir=tmp_path) == snapshot
+
+
+@pytest.mark.parametrize("index, problem", [(b"{not json", "not valid JSON"), (b"[]", "without a weight_map"),
+                                            (b'{"weight_map": ["a.safetensors"]}', "without a weight_map")])
+def test_a_corrupt_cached_index_is_refused(tmp_path, index, problem):
+    files = {**needed(sharded_files(), SHARDED_NEEDED), "model.safetensors.index.json": index}
+    make_cached_repo(tmp_path, SHARDED_REPO, files)
+    with pytest.raises(ModelNotFoundError, match=problem):
+        cached_snapshot(SHARDED_REPO, cache_dir=tmp_path)
+
+
 @pytest.mark.parametrize("value, expected", [("1", True), ("true", True), (" YES ", True), ("on", True),
                                              ("0", False), ("", False), ("false", False), ("off", False)])
 def test_hub_offline_reads_the_environment(monkeypatch, value, expected):
@@ -579,6 +629,17 @@ def test_sharded_repo_missing_a_shard(fake_hub, tmp_path):
     run = run_resolve(fake_hub, tmp_path, SHARDED_REPO)
     assert run.returncode == 3 and run.result["type"] == "ModelNotFoundError"
     assert SHARDS[1] in run.result["message"]
+
+
+def test_a_downloaded_index_naming_a_shard_outside_the_repository_is_refused_before_fetching_it(fake_hub, tmp_path):
+    fake_hub.repos[SHARDED_REPO].files["model.safetensors.index.json"] = index_naming(SHARDS[0],
+                                                                                      "../../../evil.safetensors")
+    run = run_resolve(fake_hub, tmp_path, SHARDED_REPO)
+    assert run.returncode == 3 and run.result["type"] == "ModelNotFoundError", run.result
+    assert "'../../../evil.safetensors'" in run.result["message"]
+    assert "not a relative path inside the repository" in run.result["message"]
+    assert files_requested(run, SHARDED_REPO) == {"config.json", "model.safetensors.index.json"}  # no shard asked for
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]  # nothing written beside the cache
 
 
 def test_server_error_on_metadata(fake_hub, tmp_path):

@@ -121,26 +121,18 @@ class ThreadServer:
     than the engine, as the desktop app will plug in its own."""
 
     def __init__(self, backend, data: Path, transcriber=None, **config) -> None:
-        import socket
-
-        import uvicorn
-
         from engine import RenderHistory, VoiceLibrary
-        from engine.server import ServerConfig, create_app
+        from engine.server import BackgroundServer, ServerConfig, bind_socket, create_app
 
         self.library = VoiceLibrary(data / "voices")
         self.history = RenderHistory(data / "history")
         self.app = create_app(ServerConfig(token=TOKEN, port=0, **config), backend, library=self.library,
                               history=self.history, transcriber=transcriber)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        while not self.server.started and self.thread.is_alive():
-            threading.Event().wait(0.01)
+        self.server = BackgroundServer(self.app, self.sock, name="test-api-server", stop_timeout=30,
+                                       log_level="warning")
+        self.server.start()
         self.token = TOKEN
 
     @property
@@ -151,8 +143,7 @@ class ThreadServer:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=60, **kwargs)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
+        self.server.stop()
         self.sock.close()
         self.library.close()
         self.history.close()

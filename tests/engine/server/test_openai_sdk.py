@@ -122,3 +122,9 @@ def test_models_list_has_the_openai_shape(sdk):
     models = sdk.models.list().data
     assert len(models) == 1 and models[0].owned_by == "nari-labs"
     assert models[0].model_extra["features"] == ["tts", "voice-cloning"]
+
+
+def test_the_served_models_id_names_the_dtype_it_loaded_in(sdk, server):
+    # the test server loads the tiny model (folder "dia") in float32, without quantisation
+    assert [m.id for m in sdk.models.list().data] == ["dia-fp32"]
+    assert httpx.get(server.url + "/health", timeout=30).json()["model"] == "dia-fp32"
