@@ -420,6 +420,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="decoder steps per render (≥ 255: max_new_tokens ≥ 256)")
     ap.add_argument("--process-steps", type=int, default=512, help="decoder steps of the whole-process renders")
     ap.add_argument("--skip-process", action="store_true")
+    ap.add_argument("--process-only", action="store_true", help="only the whole-process comparison")
+    ap.add_argument("--process-repeats", type=int, default=1, help="alternating rounds of whole processes; best kept")
     ap.add_argument("--fp32", action="store_true", help="also run both engines in float32 (slow)")
     ap.add_argument("--repeats", type=int, default=2, help="rounds over all configs (alternating); best is kept")
     ap.add_argument("--json", help="write all results to this file")
@@ -468,7 +470,7 @@ def main() -> None:
           f"native read loop {fmt(bandwidth['native_gbs'])} GB/s (probed again before every run; floors use "
           "the median probe)", flush=True)
     runs: dict[str, list[dict]] = {}
-    for round_ in range(args.repeats):  # alternate configs so slow phases of the machine hit all of them
+    for round_ in range(0 if args.process_only else args.repeats):  # alternating: slow phases hit every config
         for worker, dtype, quantize, kernels in configs:
             print(f"round {round_ + 1}: {worker} {dtype} {quantize} {kernels}…", file=sys.stderr, flush=True)
             probe = spawn("bandwidth")  # the bandwidth drifts: probed before every run (see print_step_table)
@@ -478,11 +480,12 @@ def main() -> None:
     rows = [min(rs, key=lambda r: r["ms_per_step"]) for rs in runs.values()]
     report = {"steps": args.steps, "cpu": cpu_description(), "bandwidth": bandwidth, "rows": rows, "runs": runs,
               "repeats": args.repeats, "tiny": args.tiny}
-    print_step_table(report)
-    if args.competing_load:
+    if not args.process_only:
+        print_step_table(report)
+    if args.competing_load and not args.process_only:
         report["competing_load"] = competing_load(args, configs, dia, dac, rows)
 
-    if not args.skip_agreement:
+    if not args.skip_agreement and not args.process_only:
         print("\nagreement on the same weights (random full-size weights have tiny logit margins, so even bf16 "
               "vs fp32 disagrees often: read the int8 rows against the bf16-vs-fp32 row):", flush=True)
         agree = spawn("agree", dia=dia, dac=dac, steps=min(args.steps, 150))
@@ -500,18 +503,23 @@ def main() -> None:
                         "--max-new-tokens", str(n + 1), "--quiet"]
             hf_cmd = [sys.executable, str(ROOT / "bench" / "hf_render.py"), dia, dac, str(script),
                       str(Path(tmp) / "hf.wav"), str(n + 1), "bfloat16"]
-            processes = {}
-            for name, cmd in (("transformers process bf16", hf_cmd), ("dia-studio render bf16", ours_cmd),
-                              ("dia-studio render --quantize int8", ours_cmd + ["--quantize", "int8"]),
-                              ("dia-studio render --quantize int4", ours_cmd + ["--quantize", "int4"])):
-                print(f"running {name}…", file=sys.stderr, flush=True)
-                processes[name] = run_process(cmd)
+            rounds: dict[str, list[dict]] = {}
+            for round_ in range(args.process_repeats):  # alternating, like the per-step rounds
+                for name, cmd in (("transformers process bf16", hf_cmd), ("dia-studio render bf16", ours_cmd),
+                                  ("dia-studio render --quantize int8", ours_cmd + ["--quantize", "int8"]),
+                                  ("dia-studio render --quantize int4", ours_cmd + ["--quantize", "int4"])):
+                    print(f"process round {round_ + 1}: {name}…", file=sys.stderr, flush=True)
+                    rounds.setdefault(name, []).append(run_process(cmd))
+        processes = {name: min(runs_, key=lambda p: p["wall_s"]) for name, runs_ in rounds.items()}
         hf_wall = processes["transformers process bf16"]["wall_s"]
-        print(f"\nWhole process (load, generate {n} steps = {n / FRAME_RATE:.1f} s audio, decode, write):")
+        print(f"\nWhole process (load, generate {n} steps = {n / FRAME_RATE:.1f} s audio, decode, write), "
+              f"best of {args.process_repeats}:")
         for name, p in processes.items():
+            each = " / ".join(f"{r['wall_s']:.1f}" for r in rounds[name])
             print(f"{name}: {p['wall_s']:.1f} s  (×{hf_wall / p['wall_s']:.2f} vs transformers; "
-                  f"machine busy {p['busy_cores']:.2f} cores)")
+                  f"machine busy {p['busy_cores']:.2f} cores; rounds {each} s)")
         report["processes"] = processes
+        report["process_rounds"] = rounds
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
