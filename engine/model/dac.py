@@ -44,7 +44,8 @@ DAC_BOUNDS: dict[str, tuple[int, int]] = {
     "codebook_dim": (1, 1024),
 }
 MAX_RATES = 8  # strided blocks on each side (4 in every published DAC)
-MAX_RATE = 64  # the stride of one block
+MIN_RATE = 2  # the stride of one block: at 1 the decoder's transposed conv (output padding 1) cannot run
+MAX_RATE = 64
 MAX_LATENT_DIM = 1 << 14  # encoder_dim · 2^len(encoder_rates): 1024 in the 44.1 kHz model
 
 # DacConfig field → (transformers config.json key, transformers' default)
@@ -188,9 +189,9 @@ def _check_values(values: Mapping[str, Any], label: Mapping[str, str]) -> None:
     for name in ("encoder_rates", "decoder_rates"):
         rates = values.get(name)
         if name in values and (not isinstance(rates, (list, tuple)) or not 0 < len(rates) <= MAX_RATES
-                               or not all(is_whole_number(r) and 0 < r <= MAX_RATE for r in rates)):
+                               or not all(is_whole_number(r) and MIN_RATE <= r <= MAX_RATE for r in rates)):
             raise ValueError(f"DAC config: {label.get(name, name)} must be a list of 1 to {MAX_RATES} "
-                             f"whole numbers from 1 to {MAX_RATE}, got {show_value(rates)}")
+                             f"whole numbers from {MIN_RATE} to {MAX_RATE}, got {show_value(rates)}")
     latent_dim = values["encoder_dim"] * 2 ** len(values["encoder_rates"])
     if latent_dim > MAX_LATENT_DIM:
         raise ValueError(f"DAC config: {label.get('encoder_dim', 'encoder_dim')} · 2^len("

@@ -125,6 +125,12 @@ def test_config_defaults_and_constructors():
         config.sample_rate = 16000  # type: ignore[misc]
     with pytest.raises(ValueError, match="decoder_rates"):
         DacConfig(decoder_rates=(8, 8, 4))
+
+
+def test_a_stride_of_one_is_refused():
+    """The original DAC's transposed conv gets output padding 1 at stride 1, which cannot run."""
+    with pytest.raises(ValueError, match="encoder_rates must be a list of 1 to 8 whole numbers from 2 to 64"):
+        DacConfig(encoder_rates=(1, 2), decoder_rates=(2, 1))
     with pytest.raises(ValueError, match="latent_dim"):
         DacConfig.from_original_kwargs({"latent_dim": 512})
     with pytest.raises(ValueError, match="encoder_dim"):

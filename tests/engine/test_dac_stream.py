@@ -89,6 +89,19 @@ def test_a_stream_computes_the_one_shot_decode(codec64, codes, exact, sizes, fir
     assert decoder.samples_emitted == N_FRAMES * 512 and decoder.frames_received == N_FRAMES
 
 
+@pytest.mark.parametrize("rates", [(2, 3), (3, 5), (4, 3, 2)], ids=["2-3", "3-5", "4-3-2"])
+def test_a_stream_computes_the_one_shot_decode_at_odd_strides(rates):
+    """Odd strides crop their transposed convs differently (output padding 1): still exact."""
+    config = DacConfig(encoder_dim=4, encoder_rates=rates, decoder_dim=32, decoder_rates=rates[::-1])
+    exact_codec = DacCodec(config)
+    exact_codec.load_state_dict(random_state_dict(config, seed=2))
+    exact_codec = exact_codec.double().requires_grad_(False)
+    codes = torch.randint(0, 1024, (37, 9), generator=torch.Generator().manual_seed(0)).numpy()
+    decoder = StreamingDacDecoder(exact_codec, first_chunk_frames=1, chunk_frames=4)
+    audio = np.concatenate(_stream(decoder, codes, [3]))
+    np.testing.assert_allclose(audio, exact_codec.decode_numpy(codes), atol=EXACT_ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("sizes", [[1], [7, 1, 13]], ids=["1", "7-1-13"])
 def test_in_float32_a_stream_differs_from_one_shot_only_by_rounding(codec, codes, one_shot, exact, sizes):
     audio = np.concatenate(_stream(StreamingDacDecoder(codec), codes, sizes))
