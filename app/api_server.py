@@ -148,19 +148,25 @@ class AppBackend(QObject):
         self.queue = queue
         self.settings = settings
         self.closed = threading.Event()
-        self._model_id = self._current_model_id()
+        self._model_id, self._precision = self._current_model()
         self._post.connect(self._submit, Qt.ConnectionType.QueuedConnection)
         self._cancel.connect(queue.cancel, Qt.ConnectionType.QueuedConnection)
         self._progress.connect(self._show_progress, Qt.ConnectionType.QueuedConnection)
 
-    def _current_model_id(self) -> str:
-        from engine.server import model_id_for
+    def _current_model(self) -> tuple[str, str]:
+        """The id and precision of the model the settings name now."""
+        from engine.server import model_id_for, precision_for
 
-        return model_id_for(engine_options(self.settings))
+        options = engine_options(self.settings)
+        return model_id_for(options), precision_for(options)
 
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    @property
+    def precision(self) -> str:
+        return self._precision
 
     def close(self) -> None:
         """Cancel the renders in flight and refuse new ones (the server is stopping)."""
@@ -228,7 +234,7 @@ class AppBackend(QObject):
     def _submit(self, job: RenderJob) -> None:
         """On the GUI thread: queue ``job`` with the model settings of now."""
         job.options = engine_options(self.settings)
-        self._model_id = self._current_model_id()
+        self._model_id, self._precision = self._current_model()
         if job.stop.is_set() or self.closed.is_set():
             job.listener.finish(error=engine.CancelledError("cancelled before it was queued"))
             return

@@ -16,12 +16,12 @@ import importlib
 _EXPORTS = {
     "engine.server.app": ["create_app"],
     "engine.server.background": ["BackgroundServer", "ServerStartError"],
-    "engine.server.backend": ["EngineBackend", "EngineRunner", "RenderBackend", "model_id_for"],
+    "engine.server.backend": ["EngineBackend", "EngineRunner", "RenderBackend", "model_id_for", "precision_for"],
     "engine.server.config": ["DEFAULT_PORT", "ServerConfig", "bind_socket", "is_loopback", "resolve_token"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["DEFAULT_PORT", "BackgroundServer", "EngineBackend", "EngineRunner", "RenderBackend", "ServerConfig",
-           "ServerStartError", "bind_socket", "create_app", "is_loopback", "model_id_for", "resolve_token"]
+           "ServerStartError", "bind_socket", "create_app", "is_loopback", "model_id_for", "precision_for", "resolve_token"]
 
 
 def __getattr__(name: str):

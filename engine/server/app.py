@@ -559,11 +559,11 @@ def _history_item(entry) -> HistoryItem:
 def _add_info_routes(app: FastAPI, state: ServerState) -> None:
     def card() -> ModelCard:
         return ModelCard(id=state.backend.model_id, created=state.started, owned_by="nari-labs",
-                         features=MODEL_FEATURES)
+                         features=MODEL_FEATURES, precision=state.backend.precision)
 
     @app.get("/health", response_model=Health, tags=["info"], summary="Is the server up (no token needed)")
     async def health() -> Health:
-        return Health(model=state.backend.model_id, queue=state.queue.stats())
+        return Health(model=state.backend.model_id, precision=state.backend.precision, queue=state.queue.stats())
 
     @app.get("/v1/models", response_model=ModelList, tags=["info"], summary="The model this server renders with")
     async def models() -> ModelList:

@@ -43,7 +43,12 @@ class RenderBackend(Protocol):
 
     @property
     def model_id(self) -> str:
-        """The id ``GET /v1/models`` lists for the loaded model, naming its precision too (``model_id_for``)."""
+        """The id ``GET /v1/models`` lists for the loaded model (``model_id_for``)."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """How that model runs (``precision_for``): the model card and ``/health`` report it."""
         ...
 
     def render(self, request: RenderRequest, *, on_audio: Callable[[AudioChunk], None] | None,
@@ -65,17 +70,20 @@ class EngineRunner(Protocol):
         ...
 
 
-def model_id_for(options: EngineOptions, dtype: str | None = None) -> str:
-    """The id the server lists for the model ``options`` load: ``<name>-<dtype>[-<quantize>]``, e.g.
-    ``dia-1.6b-0626-bf16``, ``dia-1.6b-0626-fp32-int8``, ``dia-1.6b-0626-bf16-int4``. The name is the
-    repo's or folder's (a weight file's folder), lower-case; the dtype (fp32, bf16, fp16) is ``dtype``
-    (the name a loaded model has, e.g. ``bfloat16``), else the options' with ``auto`` resolved for this
+def model_id_for(options: EngineOptions) -> str:
+    """The id the server lists for the model ``options`` load: the repo's or folder's name (a weight
+    file's folder), lower-case, e.g. ``dia-1.6b-0626``. It stays the same whatever the precision
+    (``precision_for``), so API clients and remote episodes that name it keep working."""
+    return _model_name(options.model)
+
+
+def precision_for(options: EngineOptions, dtype: str | None = None) -> str:
+    """How the model runs, as the server reports it beside the id: ``<dtype>[-<quantisation>]``, e.g.
+    ``bf16``, ``fp32-int8``, ``bf16-int4``. The dtype (fp32, bf16, fp16) is ``dtype`` (the name a
+    loaded model has, e.g. ``torch.bfloat16``), else the options' with ``auto`` resolved for this
     machine; the quantisation is the options' (none: exact weights)."""
     tag = _dtype_name(options) if dtype is None else dtype.replace("torch.", "")
-    parts = [_model_name(options.model), DTYPE_TAGS.get(tag, tag)]
-    if options.quantize:
-        parts.append(options.quantize)
-    return "-".join(parts)
+    return "-".join([DTYPE_TAGS.get(tag, tag), *([options.quantize] if options.quantize else [])])
 
 
 def _model_name(spec: str | None) -> str:
@@ -105,9 +113,13 @@ class EngineBackend:
 
     @property
     def model_id(self) -> str:
-        """``model_id_for`` the options, with the dtype the model loaded in once it is loaded."""
+        return model_id_for(self.options)
+
+    @property
+    def precision(self) -> str:
+        """``precision_for`` the options, with the dtype the model loaded in once it is loaded."""
         loaded = None if self.engine is None else str(self.engine.model.dtype)
-        return model_id_for(self.options, loaded)
+        return precision_for(self.options, loaded)
 
     def load(self, on_progress: Callable[[LoadProgress], None] | None = None) -> DiaEngine:
         """Load the model and codec now (typed errors if they can't be)."""

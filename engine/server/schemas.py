@@ -93,12 +93,13 @@ class ErrorBody(BaseModel):
 
 
 class ModelCard(BaseModel):
-    id: str = Field(description="The model and how it runs: <name>-<dtype>[-<quantisation>], e.g. "
-                                "dia-1.6b-0626-bf16 or dia-1.6b-0626-bf16-int4")
+    id: str = Field(description="The model, e.g. dia-1.6b-0626: the same whatever its precision")
     object: Literal["model"] = "model"
     created: int
     owned_by: str
     features: list[str]
+    precision: str = Field(description="How the model runs: <dtype>[-<quantisation>], e.g. bf16, fp32-int8 or "
+                                       "bf16-int4 (int8 and int4 trade exactness for speed)")
 
 
 class ModelList(BaseModel):
@@ -181,4 +182,5 @@ class QueueState(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     model: str
+    precision: str
     queue: QueueState

@@ -165,14 +165,14 @@ def test_the_token_is_required(qtbot, window):
     assert call.response.status_code == 401
 
 
-def test_the_model_id_names_the_precision_of_the_model_settings(qtbot, model_settings):
+def test_the_model_card_reports_the_precision_of_the_model_settings(qtbot, model_settings):
     model_settings.set(opts.QUANTIZE_MODE, "int8")  # the tiny model (folder "dia") in float32, int8 weights
     window = make_window(qtbot, model_settings)
     port = free_port()
     start_from_dialog(qtbot, window, port)
     models = httpx.get(f"http://{LOOPBACK_HOST}:{port}/v1/models", timeout=10,
                        headers={"Authorization": f"Bearer {window.api_server.token}"})
-    assert [card["id"] for card in models.json()["data"]] == ["dia-fp32-int8"]
+    assert [(card["id"], card["precision"]) for card in models.json()["data"]] == [("dia", "fp32-int8")]
 
 
 def test_allowing_other_computers_is_off_by_default_and_warns(qtbot, window, test_output_dir):

@@ -182,7 +182,7 @@ def test_the_api_server_check_answers_over_http_and_stops(tiny_models, tmp_path)
     entry = run_check(lambda: check_api_server(tiny_models, tmp_path / "api"))
     assert entry["state"] == OK, entry
     detail = entry["detail"]
-    assert detail["health"] == "ok" and detail["models"] == ["dia-fp32"] and detail["unauthorized"] == 401
+    assert detail["health"] == "ok" and detail["models"] == ["dia"] and detail["unauthorized"] == 401
     assert detail["speech"]["sample_rate"] == engine.TARGET_SAMPLE_RATE and detail["speech"]["bytes"] >= 44
     assert not is_listening(detail["port"])  # stopped, its socket closed
 

@@ -154,6 +154,7 @@ class GatedBackend:
     render ends, so queue order, fullness and cancellation are checked without timing."""
 
     model_id = "gated"
+    precision = "fp32"
 
     def __init__(self) -> None:
         self.gate = threading.Semaphore(0)

@@ -124,7 +124,8 @@ def test_models_list_has_the_openai_shape(sdk):
     assert models[0].model_extra["features"] == ["tts", "voice-cloning"]
 
 
-def test_the_served_models_id_names_the_dtype_it_loaded_in(sdk, server):
+def test_the_served_model_reports_the_dtype_it_loaded_in(sdk, server):
     # the test server loads the tiny model (folder "dia") in float32, without quantisation
-    assert [m.id for m in sdk.models.list().data] == ["dia-fp32"]
-    assert httpx.get(server.url + "/health", timeout=30).json()["model"] == "dia-fp32"
+    assert [(m.id, m.model_extra["precision"]) for m in sdk.models.list().data] == [("dia", "fp32")]
+    health = httpx.get(server.url + "/health", timeout=30).json()
+    assert (health["model"], health["precision"]) == ("dia", "fp32")

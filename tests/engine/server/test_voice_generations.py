@@ -113,6 +113,7 @@ def test_an_undecodable_voice_is_audio_decode_failed_without_paths(client, serve
 def test_a_long_script_on_a_backend_that_cannot_lend_its_engine_is_too_large(tmp_path):
     class OneAtATime:  # renders single requests only: no with_engine for the episode engine
         model_id = "single"
+        precision = "fp32"
 
         def render(self, request, *, on_audio, should_stop):
             raise AssertionError("a long script must not reach the backend")
@@ -131,6 +132,7 @@ def test_a_long_script_on_a_backend_that_cannot_lend_its_engine_is_too_large(tmp
 def test_a_failing_model_is_upstream_error(tmp_path):
     class Failing:
         model_id = "failing"
+        precision = "fp32"
 
         def render(self, request, *, on_audio, should_stop):
             raise GenerationError("the model ended the audio immediately")
