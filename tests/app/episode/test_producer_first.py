@@ -170,14 +170,17 @@ def test_a_click_on_the_timeline_plays_the_episode_from_there(window, rendered, 
     canvas.resize(800, canvas.height())
     start, end = canvas.layout_.spans[2]
     x = round(canvas.x_of(start + (end - start) / 2))
-    clicked = time.monotonic()
+    sent_to = []  # where the player was sent (seek reports it at once), whatever pace the audio thread keeps
+    window.player.positionChanged.connect(sent_to.append)
     with qtbot.waitSignal(canvas.seekRequested) as seek:
         qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=QPoint(x, canvas.height() // 2))
+    window.player.positionChanged.disconnect(sent_to.append)
     index, into = seek.args
     assert index == 2 and into == pytest.approx((end - start) / 2, abs=2 * canvas.visible / canvas.width())
+    # it plays the episode from block 2, sent to the clicked moment (the null audio device of the tests
+    # once consumed 15 s of a stream within 86 ms of the click, so the playhead itself is not a measure)
     assert mode.playback.active and mode.playback.first == 2
-    # it plays on from there: the playhead has moved on by at most the time since the click
-    assert into - 0.05 <= window.player.position <= into + 0.05 + (time.monotonic() - clicked)
+    assert any(abs(seconds - into) <= 0.05 for seconds in sent_to)
     assert mode.view.selected_block() == 2
 
 
