@@ -124,7 +124,7 @@ class DiaEngine:
         seed = resolve_seed(params.seed)
         settings = SamplingSettings(cfg_scale=params.cfg_scale, temperature=params.temperature, top_p=params.top_p,
                                     top_k=params.cfg_filter_top_k, max_new_tokens=params.max_new_tokens, seed=seed)
-        # decoded in bounded windows as frames arrive, streamed or not: a one-shot decode of a long render
+        # decoded in bounded steps as frames arrive, streamed or not: a one-shot decode of a long render
         # holds ~1 GB of activations per 10 s of audio, and the audio is the same either way
         stream = _AudioStream(self.codec, on_audio, params.speed_factor)
 

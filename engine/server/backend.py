@@ -32,7 +32,7 @@ from engine import (
 
 WEIGHT_SUFFIXES = (".pth", ".bin", ".safetensors", ".pt")
 DTYPE_TAGS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-"""How a model id names the transformer's dtype."""
+"""How ``precision_for`` names the transformer's dtype."""
 T = TypeVar("T")
 Report = Callable[[EpisodeProgress], None]
 

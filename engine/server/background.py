@@ -110,10 +110,3 @@ class BackgroundServer:
         if self._thread.ident is not None:
             self._thread.join(self.stop_timeout)
         return not self._thread.is_alive()
-
-    def __enter__(self) -> BackgroundServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
